@@ -1,0 +1,279 @@
+/// Limits a decoder enforces before it allocates, so hostile input cannot exhaust memory.
+public struct CodecLimits: Hashable, Sendable {
+    /// The largest encoded change set accepted, in bytes.
+    public var maximumEncodedBytes: Int
+    /// The largest inflated body accepted, in bytes.
+    public var maximumBodyBytes: Int
+    /// The most changes one set may carry.
+    public var maximumChanges: Int
+    /// The largest single text or blob value, in bytes.
+    public var maximumValueBytes: Int
+    /// The most columns one change may write.
+    public var maximumColumns: Int
+
+    public init(
+        maximumEncodedBytes: Int = 256 << 20,
+        maximumBodyBytes: Int = 1 << 30,
+        maximumChanges: Int = 20_000_000,
+        maximumValueBytes: Int = 1 << 20,
+        maximumColumns: Int = 64
+    ) {
+        self.maximumEncodedBytes = maximumEncodedBytes
+        self.maximumBodyBytes = maximumBodyBytes
+        self.maximumChanges = maximumChanges
+        self.maximumValueBytes = maximumValueBytes
+        self.maximumColumns = maximumColumns
+    }
+}
+
+/// The versioned binary form of a ``ChangeSet``.
+///
+/// ```
+/// "OPCS" | format u8 | flags u8 | schema varint | producer str | after varint | through varint
+///        | raw length varint | stored length varint | CRC-32 of raw body u32 | body
+/// body:  site count, site codes | change count | changes
+/// change: kind u8 | table u8 | key 16 B | clock delta (zig-zag) | site index | payload
+/// ```
+/// Clocks are delta-coded against the previous change and sites are indexes into the set's
+/// site table, so a sorted batch of new records costs a few bytes of overhead per change
+/// before compression. Flag bit 0: body compressed with zlib.
+public enum ChangeSetCodec {
+    public static let magic: [UInt8] = [0x4F, 0x50, 0x43, 0x53]  // "OPCS"
+    public static let formatVersion: UInt8 = 1
+
+    /// Encodes a change set.
+    /// - Parameter compress: deflate the body (default); off only for measurements.
+    public static func encode(_ set: ChangeSet, compress: Bool = true) throws(ReplicationError) -> [UInt8] {
+        var sites: [SiteID] = []
+        var siteIndex: [SiteID: UInt64] = [:]
+        func index(_ s: SiteID) -> UInt64 {
+            if let i = siteIndex[s] { return i }
+            let i = UInt64(sites.count)
+            sites.append(s)
+            siteIndex[s] = i
+            return i
+        }
+        var changes = ByteWriter(capacity: set.changes.count * 64)
+        var previous: UInt64 = 0
+        for change in set.changes {
+            changes.byte(change.body.kind.rawValue)
+            changes.byte(change.table)
+            changes.key(change.key)
+            let time = change.stamp.time.rawValue
+            changes.signed(Int64(bitPattern: time &- previous))
+            previous = time
+            changes.varint(index(change.stamp.site))
+            ChangeBodyCodec.encode(change.body, time: change.stamp.time, into: &changes, siteIndex: index)
+        }
+        var body = ByteWriter(capacity: changes.bytes.count + 64)
+        body.varint(UInt64(sites.count))
+        for s in sites { body.string(s.code) }
+        body.varint(UInt64(set.changes.count))
+        body.raw(changes.bytes)
+
+        let raw = body.bytes
+        let stored = compress ? try Zlib.compress(raw) : raw
+        var out = ByteWriter(capacity: stored.count + 64)
+        out.raw(magic)
+        out.byte(formatVersion)
+        out.byte(compress ? 1 : 0)
+        out.varint(UInt64(set.schemaVersion))
+        out.string(set.producer.code)
+        out.varint(set.after)
+        out.varint(set.through)
+        out.varint(UInt64(raw.count))
+        out.varint(UInt64(stored.count))
+        out.uint32(Zlib.crc32(raw))
+        out.raw(stored)
+        return out.bytes
+    }
+
+    /// The header fields, readable without inflating the body.
+    public struct Header: Hashable, Sendable {
+        public var formatVersion: UInt8
+        public var compressed: Bool
+        public var schemaVersion: Int
+        public var producer: SiteID
+        public var after: UInt64
+        public var through: UInt64
+        public var rawLength: Int
+        public var storedLength: Int
+        public var checksum: UInt32
+        /// Where the body starts in the encoded bytes.
+        public var bodyOffset: Int
+    }
+
+    /// Reads and checks the header.
+    /// - Throws: `.malformedChangeSet` for input that is not a change set, `.unsupportedFormat`
+    ///   for a newer format, `.changeSetTooLarge` past the limits.
+    public static func header(of bytes: [UInt8], limits: CodecLimits = CodecLimits()) throws(ReplicationError) -> Header {
+        guard bytes.count >= magic.count, Array(bytes.prefix(magic.count)) == magic else {
+            throw ReplicationError(.malformedChangeSet, "not an Outpost change set (missing the OPCS signature)")
+        }
+        guard bytes.count <= limits.maximumEncodedBytes else {
+            throw ReplicationError(.changeSetTooLarge, "change set of \(bytes.count) bytes exceeds the limit of \(limits.maximumEncodedBytes) bytes")
+        }
+        var r = ByteReader(bytes, from: magic.count)
+        let format = try r.byte()
+        guard format == formatVersion else {
+            throw ReplicationError(.unsupportedFormat, "change-set format \(format) is not supported by this version (it reads format \(formatVersion)); upgrade Outpost")
+        }
+        let flags = try r.byte()
+        guard flags & ~1 == 0 else { throw r.fail("unknown flags \(flags)") }
+        let schema = try r.varint()
+        guard schema <= UInt64(Int32.max) else { throw r.fail("schema version out of range") }
+        let producerCode = try r.string(limit: 64)
+        guard let producer = try? SiteID(producerCode) else { throw r.fail("producer site code is not valid") }
+        let after = try r.varint()
+        let through = try r.varint()
+        guard after <= through else { throw r.fail("sequence range is reversed") }
+        let rawLength = try r.varint()
+        guard rawLength <= UInt64(limits.maximumBodyBytes) else {
+            throw ReplicationError(.changeSetTooLarge, "change-set body of \(rawLength) bytes exceeds the limit of \(limits.maximumBodyBytes) bytes")
+        }
+        let storedLength = try r.varint()
+        guard storedLength <= UInt64(r.remaining) else { throw r.fail("body is truncated: declares \(storedLength) bytes, \(r.remaining) present") }
+        let checksum = try r.uint32()
+        guard UInt64(r.remaining) == storedLength else {
+            throw r.fail("body length mismatch: declares \(storedLength) bytes, \(r.remaining) present")
+        }
+        if flags & 1 == 0 && rawLength != storedLength { throw r.fail("uncompressed body length mismatch") }
+        return Header(
+            formatVersion: format, compressed: flags & 1 == 1, schemaVersion: Int(schema), producer: producer,
+            after: after, through: through, rawLength: Int(rawLength), storedLength: Int(storedLength),
+            checksum: checksum, bodyOffset: r.offset)
+    }
+
+    /// Decodes a change set, checking every length, index and the body checksum.
+    public static func decode(_ bytes: [UInt8], limits: CodecLimits = CodecLimits()) throws(ReplicationError) -> ChangeSet {
+        let h = try header(of: bytes, limits: limits)
+        let stored = bytes[h.bodyOffset...]
+        let raw = h.compressed ? try Zlib.decompress(stored, expectedLength: h.rawLength) : Array(stored)
+        guard Zlib.crc32(raw) == h.checksum else {
+            throw ReplicationError(.malformedChangeSet, "malformed change set: body checksum does not match (the file is damaged)")
+        }
+        var r = ByteReader(raw)
+        let siteCount = try r.length(limit: min(r.remaining, 1 << 20), "site count")
+        var sites: [SiteID] = []
+        sites.reserveCapacity(siteCount)
+        for _ in 0..<siteCount {
+            let code = try r.string(limit: 64)
+            guard let s = try? SiteID(code) else { throw r.fail("site code is not valid") }
+            sites.append(s)
+        }
+        // Each change takes at least 20 bytes, which bounds the count before allocating.
+        let count = try r.length(limit: min(limits.maximumChanges, r.remaining / 20), "change count")
+        var changes: [Change] = []
+        changes.reserveCapacity(count)
+        var previous: UInt64 = 0
+        let site: (UInt64) throws(ReplicationError) -> SiteID = { i throws(ReplicationError) in
+            guard i < UInt64(sites.count) else { throw ReplicationError(.malformedChangeSet, "malformed change set: site index \(i) out of range") }
+            return sites[Int(i)]
+        }
+        for _ in 0..<count {
+            let kindByte = try r.byte()
+            guard let kind = Change.Kind(rawValue: kindByte) else { throw r.fail("unknown change kind \(kindByte)") }
+            let table = try r.byte()
+            let key = try r.key()
+            let delta = try r.signed()
+            let time = previous &+ UInt64(bitPattern: delta)
+            previous = time
+            let origin = try site(try r.varint())
+            let body = try ChangeBodyCodec.decode(kind, time: Timestamp(rawValue: time), from: &r, limits: limits, site: site)
+            changes.append(Change(table: table, key: key, stamp: Stamp(time: Timestamp(rawValue: time), site: origin), body: body))
+        }
+        guard r.isAtEnd else { throw r.fail("\(r.remaining) bytes of trailing data") }
+        return ChangeSet(producer: h.producer, schemaVersion: h.schemaVersion, after: h.after, through: h.through, changes: changes)
+    }
+}
+
+/// The encoding of a change's payload, shared by change sets and the archive's change log.
+/// Sites are written as indexes into a table the caller owns.
+package enum ChangeBodyCodec {
+    package static func encode(_ body: Change.Body, time: Timestamp, into w: inout ByteWriter, siteIndex: (SiteID) -> UInt64) {
+        switch body {
+        case .fields(let writes):
+            w.varint(UInt64(writes.count))
+            for f in writes {
+                w.varint(UInt64(f.column) << 1 | (f.base == nil ? 0 : 1))
+                encode(f.value, into: &w)
+                if let base = f.base {
+                    w.signed(Int64(bitPattern: time.rawValue &- base.time.rawValue))
+                    w.varint(siteIndex(base.site))
+                }
+            }
+        case .existence(let length):
+            w.varint(length)
+        case .erase:
+            break
+        case .append(let values):
+            w.varint(UInt64(values.count))
+            for v in values {
+                w.varint(UInt64(v.column))
+                encode(v.value, into: &w)
+            }
+        }
+    }
+
+    package static func decode(
+        _ kind: Change.Kind, time: Timestamp, from r: inout ByteReader, limits: CodecLimits,
+        site: (UInt64) throws(ReplicationError) -> SiteID
+    ) throws(ReplicationError) -> Change.Body {
+        switch kind {
+        case .fields:
+            let n = try r.length(limit: limits.maximumColumns, "column count")
+            var writes: [FieldWrite] = []
+            writes.reserveCapacity(n)
+            for _ in 0..<n {
+                let header = try r.varint()
+                let column = header >> 1
+                guard column < UInt64(limits.maximumColumns) else { throw r.fail("column \(column) out of range") }
+                let value = try decodeValue(from: &r, limits: limits)
+                var base: Stamp?
+                if header & 1 == 1 {
+                    let delta = try r.signed()
+                    let baseTime = time.rawValue &- UInt64(bitPattern: delta)
+                    base = Stamp(time: Timestamp(rawValue: baseTime), site: try site(try r.varint()))
+                }
+                writes.append(FieldWrite(column: Int(column), value: value, base: base))
+            }
+            return .fields(writes)
+        case .existence:
+            return .existence(causalLength: try r.varint())
+        case .erase:
+            return .erase
+        case .append:
+            let n = try r.length(limit: limits.maximumColumns, "column count")
+            var values: [ColumnValue] = []
+            values.reserveCapacity(n)
+            for _ in 0..<n {
+                let column = try r.varint()
+                guard column < UInt64(limits.maximumColumns) else { throw r.fail("column \(column) out of range") }
+                values.append(ColumnValue(column: Int(column), value: try decodeValue(from: &r, limits: limits)))
+            }
+            return .append(values)
+        }
+    }
+
+    static func encode(_ v: Value, into w: inout ByteWriter) {
+        switch v {
+        case .null: w.byte(0)
+        case .integer(let i): w.byte(1); w.signed(i)
+        case .text(let s): w.byte(2); w.string(s)
+        case .blob(let b): w.byte(3); w.varint(UInt64(b.count)); w.raw(b)
+        }
+    }
+
+    static func decodeValue(from r: inout ByteReader, limits: CodecLimits) throws(ReplicationError) -> Value {
+        let tag = try r.byte()
+        switch tag {
+        case 0: return .null
+        case 1: return .integer(try r.signed())
+        case 2: return .text(try r.string(limit: limits.maximumValueBytes))
+        case 3:
+            let n = try r.length(limit: limits.maximumValueBytes, "blob length")
+            return .blob(Array(try r.raw(n)))
+        default: throw r.fail("unknown value tag \(tag)")
+        }
+    }
+}

@@ -1,0 +1,2 @@
+import OutpostCLI
+OutpostCommand.main()
