@@ -1,0 +1,347 @@
+import Foundation
+import GRDB
+import Replication
+
+/// What applying changes did: counts only, safe to print and log.
+public struct ApplyReport: Hashable, Sendable {
+    /// Changes that took effect (wholly or in part).
+    public var applied = 0
+    /// Changes this archive already held (or that lost every field).
+    public var unchanged = 0
+    /// Concurrent writes that lost and went to the conflict journal.
+    public var conflicts = 0
+    /// Changes refused by a rule (forged origin for HQ-only data, approval above the threshold).
+    public var refused = 0
+    /// Changes held back because their clock was too far ahead.
+    public var quarantined = 0
+    /// Whether the receive cursor for the producer advanced.
+    public var cursorAdvanced = false
+
+    public init() {}
+
+    public static func += (lhs: inout ApplyReport, rhs: ApplyReport) {
+        lhs.applied += rhs.applied
+        lhs.unchanged += rhs.unchanged
+        lhs.conflicts += rhs.conflicts
+        lhs.refused += rhs.refused
+        lhs.quarantined += rhs.quarantined
+        lhs.cursorAdvanced = lhs.cursorAdvanced || rhs.cursorAdvanced
+    }
+}
+
+/// One write transaction: the clock, new site-table entries and the merge engine.
+///
+/// Every path that changes replicated data — a local write, a merged change set, a conflict
+/// restore — goes through ``merge(_:log:)``, which writes the row, its change-log entry and
+/// any conflict in the same transaction.
+struct Session {
+    let db: Database
+    let core: ArchiveCore
+    var clock: HybridLogicalClock
+    let startClock: HybridLogicalClock
+    var pendingSites: [SiteID: Int64] = [:]
+    var report = ApplyReport()
+    var needsCheckpoint = false
+    let wall: UInt64
+    private var erasedCustomers: [RecordKey: Bool] = [:]
+
+    init(db: Database, core: ArchiveCore) throws {
+        self.db = db
+        self.core = core
+        let raw = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'clock'") ?? 0
+        clock = HybridLogicalClock(last: Timestamp(rawValue: UInt64(bitPattern: raw)), maximumDrift: core.maximumDrift)
+        startClock = clock
+        wall = core.environment.now()
+    }
+
+    /// Saves the clock; call once at the end of the transaction.
+    mutating func finish() throws {
+        if clock != startClock {
+            try db.execute(
+                sql: "INSERT INTO meta(key, value) VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                arguments: [Int64(bitPattern: clock.last.rawValue)])
+        }
+    }
+
+    mutating func siteIndex(_ site: SiteID) throws -> Int64 {
+        try core.sites.index(of: site, in: db, pending: &pendingSites)
+    }
+
+    func site(at index: Int64) throws -> SiteID {
+        if let s = pendingSites.first(where: { $0.value == index })?.key { return s }
+        return try core.sites.site(at: index, in: db)
+    }
+
+    /// A fresh stamp for a local change.
+    mutating func nextStamp() -> Stamp {
+        Stamp(time: clock.tick(wallMilliseconds: core.environment.now()), site: core.site)
+    }
+
+    // MARK: Rows
+
+    func load(_ table: TableSchema, _ key: RecordKey) throws -> RecordState? {
+        let cols = table.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
+        let stmt = try db.cachedStatement(sql: "SELECT cl, erased, clocks, \(cols) FROM \(table.name) WHERE id = ?")
+        guard let row = try Row.fetchOne(stmt, arguments: [key.data]) else { return nil }
+        let cl: Int64 = row[0]
+        let erased: Int64 = row[1]
+        let clocks: Data = row[2]
+        let registers = try PackedClocks.decode(
+            [UInt8](clocks), columnCount: table.columns.count,
+            value: { Value(row[3 + $0] as DatabaseValue) },
+            site: { try site(at: $0) })
+        return RecordState(registers: registers, causalLength: UInt64(cl), erased: erased != 0)
+    }
+
+    mutating func store(_ table: TableSchema, _ key: RecordKey, _ state: RecordState, exists: Bool) throws {
+        var pending = pendingSites
+        let clocks = try PackedClocks.encode(state.registers) { try core.sites.index(of: $0, in: db, pending: &pending) }
+        pendingSites = pending
+        var args: [DatabaseValue] = [
+            Int64(state.causalLength).databaseValue, (state.erased ? 1 : 0).databaseValue, Data(clocks).databaseValue,
+        ]
+        for r in state.registers { args.append(r?.value.databaseValue ?? .null) }
+        args.append(key.data.databaseValue)
+        if exists {
+            let sets = (["cl", "erased", "clocks"] + table.columns.map { "\"\($0.name)\"" }).map { "\($0) = ?" }.joined(separator: ", ")
+            let stmt = try db.cachedStatement(sql: "UPDATE \(table.name) SET \(sets) WHERE id = ?")
+            try stmt.execute(arguments: StatementArguments(args))
+        } else {
+            let names = (["cl", "erased", "clocks"] + table.columns.map { "\"\($0.name)\"" } + ["id"]).joined(separator: ", ")
+            let marks = Array(repeating: "?", count: args.count).joined(separator: ", ")
+            let stmt = try db.cachedStatement(sql: "INSERT INTO \(table.name)(\(names)) VALUES (\(marks))")
+            try stmt.execute(arguments: StatementArguments(args))
+        }
+    }
+
+    // MARK: Merge
+
+    /// Merges one change (already validated) and records its effect.
+    /// - Parameters:
+    ///   - log: append the part that took effect to the change log (always, except for
+    ///     derived effects every site computes for itself).
+    ///   - knownAbsent: the row cannot exist yet (a key just made here): skip the lookup.
+    @discardableResult
+    mutating func merge(_ change: Change, log: Bool = true, knownAbsent: Bool = false) throws -> Bool {
+        guard let table = Schema.table(change.table) else { return false }
+        switch table.kind {
+        case .appendOnly:
+            return try mergeAppend(change, table: table, log: log)
+        case .registers:
+            return try mergeRegisters(change, table: table, log: log, knownAbsent: knownAbsent)
+        }
+    }
+
+    private mutating func mergeRegisters(_ change: Change, table: TableSchema, log: Bool, knownAbsent: Bool) throws -> Bool {
+        let existing = knownAbsent ? nil : try load(table, change.key)
+        var state = existing ?? RecordState(columnCount: table.columns.count)
+        let outcome = state.merge(change, rules: table.rules)
+        var derivedErase = false
+        if !state.erased, table.id == Schema.complaints.id || table.id == Schema.claims.id,
+            let owner = state.registers[table.column("customer_id")]?.value.keyValue,
+            try isCustomerErased(owner)
+        {
+            _ = state.merge(Change(table: table.id, key: change.key, stamp: change.stamp, body: .erase), rules: table.rules)
+            derivedErase = true
+        }
+        if outcome.applied != nil || derivedErase {
+            try store(table, change.key, state, exists: existing != nil)
+        }
+        if let applied = outcome.applied, log {
+            try appendLog(Change(table: table.id, key: change.key, stamp: change.stamp, body: applied))
+        }
+        for conflict in outcome.conflicts {
+            try journal(conflict, table: table, key: change.key)
+        }
+        if table.id == Schema.customers.id, case .erase = outcome.applied {
+            erasedCustomers[change.key] = true
+            try cascadeErasure(ofCustomer: change.key)
+        }
+        if derivedErase {
+            try scrubDependents(ofRecord: change.key, table: table)
+        }
+        if outcome.applied != nil { report.applied += 1 } else { report.unchanged += 1 }
+        report.conflicts += outcome.conflicts.count
+        return outcome.applied != nil
+    }
+
+    private mutating func mergeAppend(_ change: Change, table: TableSchema, log: Bool) throws -> Bool {
+        guard case .append(let columnValues) = change.body else { return false }
+        var values = [Value](repeating: .null, count: table.columns.count)
+        for cv in columnValues where cv.column < values.count { values[cv.column] = cv.value }
+        if try isOwnerErased(table: table, values: values) {
+            for c in table.rules.personalColumns { values[c] = .null }
+        }
+        let names = (["id", "hlc", "origin"] + table.columns.map { "\"\($0.name)\"" }).joined(separator: ", ")
+        let marks = Array(repeating: "?", count: 3 + values.count).joined(separator: ", ")
+        let updates = (["hlc", "origin"] + table.columns.map { "\"\($0.name)\"" }).map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
+        // Keys are random, so two different rows under one key means a forged change: keep the
+        // one with the larger stamp, the same choice on every site.
+        let stmt = try db.cachedStatement(sql: """
+            INSERT INTO \(table.name)(\(names)) VALUES (\(marks))
+            ON CONFLICT(id) DO UPDATE SET \(updates)
+            WHERE excluded.hlc > hlc OR (excluded.hlc = hlc AND excluded.origin > origin)
+            """)
+        var args: [DatabaseValue] = [change.key.data.databaseValue, Int64(bitPattern: change.stamp.time.rawValue).databaseValue, change.stamp.site.code.databaseValue]
+        args += values.map(\.databaseValue)
+        try stmt.execute(arguments: StatementArguments(args))
+        guard db.changesCount > 0 else {
+            report.unchanged += 1
+            return false
+        }
+        if log {
+            let stored = values.enumerated().filter { !$0.element.isNull }.map { ColumnValue(column: $0.offset, value: $0.element) }
+            try appendLog(Change(table: table.id, key: change.key, stamp: change.stamp, body: .append(stored)))
+        }
+        report.applied += 1
+        return true
+    }
+
+    mutating func appendLog(_ change: Change) throws {
+        let body = try encodeLogBody(change.body, time: change.stamp.time)
+        let originIndex = try siteIndex(change.stamp.site)
+        let stmt = try db.cachedStatement(sql: "INSERT INTO changelog(tbl, key, kind, hlc, site, body) VALUES (?, ?, ?, ?, ?, ?)")
+        try stmt.execute(arguments: [
+            Int64(change.table), change.key.data, Int64(change.body.kind.rawValue),
+            Int64(bitPattern: change.stamp.time.rawValue), originIndex, Data(body),
+        ])
+    }
+
+    mutating func journal(_ conflict: Conflict, table: TableSchema, key: RecordKey) throws {
+        let stmt = try db.cachedStatement(sql: """
+            INSERT INTO conflicts(tbl, key, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site, seen_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        try stmt.execute(arguments: [
+            Int64(table.id), key.data, conflict.column,
+            conflict.winner.value.databaseValue, Int64(bitPattern: conflict.winner.stamp.time.rawValue), conflict.winner.stamp.site.code,
+            conflict.loser.value.databaseValue, Int64(bitPattern: conflict.loser.stamp.time.rawValue), conflict.loser.stamp.site.code,
+            Int64(bitPattern: wall),
+        ])
+    }
+
+    // MARK: Erasure
+
+    mutating func isCustomerErased(_ key: RecordKey) throws -> Bool {
+        if let known = erasedCustomers[key] { return known }
+        let erased = try Int64.fetchOne(
+            db, sql: "SELECT erased FROM customers WHERE id = ?", arguments: [key.data]) ?? 0
+        erasedCustomers[key] = erased != 0
+        return erased != 0
+    }
+
+    /// Whether an append-only row belongs to an erased person (its personal columns are then
+    /// stored empty, whichever arrives first: the row or the erasure).
+    mutating func isOwnerErased(table: TableSchema, values: [Value]) throws -> Bool {
+        guard !table.rules.personalColumns.isEmpty else { return false }
+        switch table.id {
+        case Schema.contacts.id:
+            guard let owner = values[table.column("customer_id")].keyValue else { return false }
+            return try isCustomerErased(owner)
+        case Schema.complaintNotes.id:
+            guard let complaint = values[table.column("complaint_id")].keyValue else { return false }
+            return try (Int64.fetchOne(db, sql: "SELECT erased FROM complaints WHERE id = ?", arguments: [complaint.data]) ?? 0) != 0
+        default:
+            return false
+        }
+    }
+
+    /// Applies a customer's erasure to everything that hangs off it: contacts, complaints and
+    /// their notes, claims; then purges the values from the change log and conflict journal.
+    mutating func cascadeErasure(ofCustomer customer: RecordKey) throws {
+        needsCheckpoint = true
+        let contactKeys = try Data.fetchAll(db, sql: "SELECT id FROM contacts WHERE customer_id = ?", arguments: [customer.data])
+        try db.execute(sql: "UPDATE contacts SET summary = NULL WHERE customer_id = ?", arguments: [customer.data])
+        for k in contactKeys { try purgeLog(key: RecordKey(data: k), table: Schema.contacts) }
+        for table in [Schema.complaints, Schema.claims] {
+            let keys = try Data.fetchAll(db, sql: "SELECT id FROM \(table.name) WHERE customer_id = ? AND erased = 0", arguments: [customer.data])
+            for k in keys.map(RecordKey.init(data:)) {
+                guard var state = try load(table, k) else { continue }
+                let stamp = Stamp(time: .zero, site: core.site)
+                _ = state.merge(Change(table: table.id, key: k, stamp: stamp, body: .erase), rules: table.rules)
+                try store(table, k, state, exists: true)
+                try scrubDependents(ofRecord: k, table: table)
+            }
+        }
+        try purgeLog(key: customer, table: Schema.customers)
+    }
+
+    /// Scrubs what hangs off an erased complaint or claim, and its own history.
+    mutating func scrubDependents(ofRecord key: RecordKey, table: TableSchema) throws {
+        needsCheckpoint = true
+        if table.id == Schema.complaints.id {
+            let notes = try Data.fetchAll(db, sql: "SELECT id FROM complaint_notes WHERE complaint_id = ?", arguments: [key.data])
+            try db.execute(sql: "UPDATE complaint_notes SET text = NULL WHERE complaint_id = ?", arguments: [key.data])
+            for n in notes { try purgeLog(key: RecordKey(data: n), table: Schema.complaintNotes) }
+        }
+        try purgeLog(key: key, table: table)
+    }
+
+    /// Removes personal values of one record from the change log, the conflict journal and
+    /// the quarantine.
+    mutating func purgeLog(key: RecordKey, table: TableSchema) throws {
+        let personal = table.rules.personalColumns
+        guard !personal.isEmpty else { return }
+        let rows = try Row.fetchAll(db, sql: "SELECT seq, kind, hlc, body FROM changelog WHERE key = ?", arguments: [key.data])
+        for row in rows {
+            let seq: Int64 = row[0]
+            guard let kind = Change.Kind(rawValue: UInt8(row[1] as Int64)) else { continue }
+            let time = Timestamp(rawValue: UInt64(bitPattern: row[2] as Int64))
+            let body = try decodeLogBody(kind: kind, time: time, bytes: [UInt8](row[3] as Data))
+            guard let stripped = Self.strip(body, personal: personal) else {
+                try db.execute(sql: "DELETE FROM changelog WHERE seq = ?", arguments: [seq])
+                continue
+            }
+            if stripped != body {
+                try db.execute(sql: "UPDATE changelog SET body = ? WHERE seq = ?", arguments: [Data(try encodeLogBody(stripped, time: time)), seq])
+            }
+        }
+        for column in personal {
+            try db.execute(sql: "DELETE FROM conflicts WHERE key = ? AND tbl = ? AND col = ?", arguments: [key.data, Int64(table.id), column])
+        }
+        let held = try Row.fetchAll(db, sql: "SELECT id, change FROM quarantine WHERE key = ?", arguments: [key.data])
+        for row in held {
+            let id: Int64 = row[0]
+            var set = try ChangeSetCodec.decode([UInt8](row[1] as Data))
+            set.changes = set.changes.compactMap { c in Self.strip(c.body, personal: personal).map { Change(table: c.table, key: c.key, stamp: c.stamp, body: $0) } }
+            try db.execute(sql: "UPDATE quarantine SET change = ? WHERE id = ?", arguments: [Data(try ChangeSetCodec.encode(set)), id])
+        }
+    }
+
+    /// A body without personal values; `nil` when nothing is left of it.
+    static func strip(_ body: Change.Body, personal: Set<Int>) -> Change.Body? {
+        switch body {
+        case .fields(let writes):
+            let kept = writes.filter { !personal.contains($0.column) }
+            return kept.isEmpty ? nil : .fields(kept)
+        case .append(let values):
+            return .append(values.filter { !personal.contains($0.column) })
+        case .existence, .erase:
+            return body
+        }
+    }
+
+    func decodeLogBody(kind: Change.Kind, time: Timestamp, bytes: [UInt8]) throws -> Change.Body {
+        var r = ByteReader(bytes)
+        return try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
+            do { return try site(at: Int64(bitPattern: i)) } catch {
+                throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
+            }
+        }
+    }
+
+    mutating func encodeLogBody(_ body: Change.Body, time: Timestamp) throws -> [UInt8] {
+        var w = ByteWriter()
+        var pending = pendingSites
+        var failure: (any Error)?
+        ChangeBodyCodec.encode(body, time: time, into: &w) { site in
+            do { return UInt64(try core.sites.index(of: site, in: db, pending: &pending)) } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure { throw failure }
+        pendingSites = pending
+        return w.bytes
+    }
+}

@@ -1,0 +1,196 @@
+import Replication
+
+/// The SQL type and meaning of a replicated column.
+package enum ColumnType: Sendable, Hashable {
+    case text
+    case integer
+    /// A reference to another record: a 16-byte key, printed as a UUID.
+    case key
+}
+
+/// A replicated column. Its position in ``TableSchema/columns`` is its id on the wire, so the
+/// list is append-only: never reorder or remove a column, only add at the end.
+package struct ColumnSchema: Sendable, Hashable {
+    package var name: String
+    package var type: ColumnType
+    /// Personal data: scrubbed by erasure, never written to logs.
+    package var personal: Bool
+
+    package init(_ name: String, _ type: ColumnType, personal: Bool = false) {
+        self.name = name
+        self.type = type
+        self.personal = personal
+    }
+}
+
+/// A replicated table: its wire id, its SQL name, how it merges, and its columns.
+package struct TableSchema: Sendable, Hashable {
+    package var id: UInt8
+    package var name: String
+    package var kind: TableRules.Kind
+    package var columns: [ColumnSchema]
+    package let rules: TableRules
+    let columnIndex: [String: Int]
+
+    package init(id: UInt8, name: String, kind: TableRules.Kind, columns: [ColumnSchema]) {
+        self.id = id
+        self.name = name
+        self.kind = kind
+        self.columns = columns
+        self.rules = TableRules(
+            id: id, kind: kind, columnCount: columns.count,
+            personalColumns: Set(columns.indices.filter { columns[$0].personal }))
+        var index: [String: Int] = [:]
+        for (i, c) in columns.enumerated() { index[c.name] = i }
+        self.columnIndex = index
+    }
+
+    package func column(_ name: String) -> Int {
+        guard let i = columnIndex[name] else { preconditionFailure("no column \(name) in \(self.name)") }
+        return i
+    }
+
+    /// Checks that a value fits a column's type; structural, so a mismatch rejects the set.
+    package func accepts(_ value: Value, column: Int) -> Bool {
+        guard column >= 0 && column < columns.count else { return false }
+        switch (value, columns[column].type) {
+        case (.null, _), (.text, .text), (.integer, .integer): return true
+        case (.blob(let b), .key): return b.count == 16
+        default: return false
+        }
+    }
+}
+
+/// Every replicated table of the archive, by wire id.
+///
+/// Wire ids and column positions are public API (they travel in change sets): add, never change.
+package enum Schema {
+    /// The version of the replicated schema. A change set from a newer version is refused.
+    package static let version = 1
+
+    package static let customers = TableSchema(
+        id: 1, name: "customers", kind: .registers,
+        columns: [
+            .init("number", .text),
+            .init("kind", .text),  // person | company
+            .init("name", .text, personal: true),
+            .init("contact_person", .text, personal: true),
+            .init("phone", .text, personal: true),
+            .init("email", .text, personal: true),
+            .init("address", .text, personal: true),
+            .init("region", .text),
+            .init("industry", .text),
+            .init("home_branch", .text),
+            .init("account_manager", .text),
+            .init("key_account", .integer),
+            .init("shipments", .integer),
+            .init("revenue_fen", .integer),
+            .init("profit_fen", .integer),
+            .init("wallet_share_pct", .integer),
+            .init("credit_rating", .text),
+            .init("overdue_payments", .integer),
+            .init("customer_since", .text),
+            .init("referral_source", .text),
+            .init("notes", .text, personal: true),
+            .init("archived", .integer),
+            .init("currency", .text),
+        ])
+
+    package static let contacts = TableSchema(
+        id: 2, name: "contacts", kind: .appendOnly,
+        columns: [
+            .init("customer_id", .key),
+            .init("kind", .text),  // call | visit | return_visit | praise | suggestion
+            .init("at", .integer),
+            .init("satisfaction", .integer),
+            .init("staff", .text),
+            .init("summary", .text, personal: true),
+        ])
+
+    package static let complaints = TableSchema(
+        id: 3, name: "complaints", kind: .registers,
+        columns: [
+            .init("number", .text),
+            .init("customer_id", .key),
+            .init("waybill", .text),
+            .init("category", .text),
+            .init("severity", .text),
+            .init("assignee", .text),
+            .init("description", .text, personal: true),
+            .init("opened_at", .integer),
+            .init("branch", .text),
+        ])
+
+    package static let complaintNotes = TableSchema(
+        id: 4, name: "complaint_notes", kind: .appendOnly,
+        columns: [
+            .init("complaint_id", .key),
+            .init("at", .integer),
+            .init("author", .text),
+            .init("text", .text, personal: true),
+        ])
+
+    package static let complaintTransitions = TableSchema(
+        id: 5, name: "complaint_transitions", kind: .appendOnly,
+        columns: [
+            .init("complaint_id", .key),
+            .init("epoch", .integer),
+            .init("stage", .integer),
+            .init("at", .integer),
+            .init("site", .text),
+        ])
+
+    package static let claims = TableSchema(
+        id: 6, name: "claims", kind: .registers,
+        columns: [
+            .init("number", .text),
+            .init("customer_id", .key),
+            .init("complaint_id", .key),
+            .init("waybill", .text),
+            .init("currency", .text),
+            .init("claimed_fen", .integer),
+            .init("assessed_fen", .integer),
+            .init("evidence", .text, personal: true),
+            .init("filed_at", .integer),
+            .init("branch", .text),
+        ])
+
+    package static let claimTransitions = TableSchema(
+        id: 7, name: "claim_transitions", kind: .appendOnly,
+        columns: [
+            .init("claim_id", .key),
+            .init("stage", .integer),
+            .init("amount_fen", .integer),
+            .init("at", .integer),
+            .init("site", .text),
+        ])
+
+    package static let claimPayments = TableSchema(
+        id: 8, name: "claim_payments", kind: .appendOnly,
+        columns: [
+            .init("claim_id", .key),
+            .init("amount_fen", .integer),
+            .init("currency", .text),
+            .init("at", .integer),
+            .init("reference", .text),
+            .init("site", .text),
+        ])
+
+    /// Company-wide rules written at HQ and replicated like data: one record, ``settingsKey``.
+    package static let settings = TableSchema(
+        id: 9, name: "settings", kind: .registers,
+        columns: [
+            .init("approval_threshold_fen", .integer),
+        ])
+
+    package static let settingsKey = RecordKey.wellKnown(1)
+
+    package static let tables: [TableSchema] = [
+        customers, contacts, complaints, complaintNotes, complaintTransitions,
+        claims, claimTransitions, claimPayments, settings,
+    ]
+
+    static let byID: [UInt8: TableSchema] = Dictionary(uniqueKeysWithValues: tables.map { ($0.id, $0) })
+
+    package static func table(_ id: UInt8) -> TableSchema? { byID[id] }
+}
