@@ -1,0 +1,118 @@
+import Foundation
+import GRDB
+import Replication
+
+/// A concurrent write that lost, as the conflict journal keeps it.
+public struct ConflictEntry: Sendable, Hashable {
+    public var id: Int64
+    public var table: String
+    public var record: RecordKey
+    public var field: String
+    public var winner: Value
+    public var winnerStamp: Stamp
+    public var loser: Value
+    public var loserStamp: Stamp
+    public var restored: Bool
+
+    /// The entry without field values, for logs and terminals where values must not show.
+    public var json: JSON {
+        .object([
+            "id": .int(id), "table": .string(table), "record": .string(record.description), "field": .string(field),
+            "winner": JSON(winner), "winner_site": .string(winnerStamp.site.code), "winner_time": .int(Int64(winnerStamp.time.milliseconds)),
+            "loser": JSON(loser), "loser_site": .string(loserStamp.site.code), "loser_time": .int(Int64(loserStamp.time.milliseconds)),
+            "restored": .bool(restored),
+        ])
+    }
+}
+
+extension Archive {
+    /// The conflict journal, oldest first.
+    public func conflicts(includeRestored: Bool = true) throws -> [ConflictEntry] {
+        try read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT id, tbl, key, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site, restored_at
+                    FROM conflicts \(includeRestored ? "" : "WHERE restored_at IS NULL") ORDER BY id
+                    """
+            ).compactMap { row in
+                guard let table = Schema.table(UInt8(row[1] as Int64)) else { return nil }
+                let col: Int = row[3]
+                return ConflictEntry(
+                    id: row[0], table: table.name, record: RecordKey(data: row[2]),
+                    field: col < table.columns.count ? table.columns[col].name : "#\(col)",
+                    winner: Value(row[4] as DatabaseValue),
+                    winnerStamp: Stamp(time: Timestamp(rawValue: UInt64(bitPattern: row[5] as Int64)), site: SiteID(unchecked: row[6])),
+                    loser: Value(row[7] as DatabaseValue),
+                    loserStamp: Stamp(time: Timestamp(rawValue: UInt64(bitPattern: row[8] as Int64)), site: SiteID(unchecked: row[9])),
+                    restored: (row[10] as Int64?) != nil)
+            }
+        }
+    }
+
+    /// Restores a lost value: writes it again as a new local change that wins over the current
+    /// one (and is itself replicated), and marks the entry restored.
+    public func restoreConflict(id: Int64) throws {
+        try transaction { s in
+            guard let row = try Row.fetchOne(s.db, sql: "SELECT tbl, key, col, loser_value, restored_at FROM conflicts WHERE id = ?", arguments: [id]) else {
+                throw ArchiveError(.notFound, "no conflict with id \(id); 'outpost conflicts list' shows them")
+            }
+            guard (row[4] as Int64?) == nil else { throw ArchiveError(.invalidState, "conflict \(id) was already restored") }
+            guard let table = Schema.table(UInt8(row[0] as Int64)), table.kind == .registers else {
+                throw ArchiveError(.storage, "conflict \(id) names an unknown table")
+            }
+            let key = RecordKey(data: row[1])
+            let column: Int = row[2]
+            try s.update(table, key, [table.columns[column].name: Value(row[3] as DatabaseValue)])
+            try s.db.execute(sql: "UPDATE conflicts SET restored_at = ? WHERE id = ?", arguments: [Int64(s.wall), id])
+        }
+    }
+
+    // MARK: Canonical dump
+
+    /// The replicated state as deterministic JSON: every table sorted by record id, fields by
+    /// name, no site-local metadata (clocks, sequences, cursors, journals). Two sites that hold
+    /// the same records print byte-identical dumps.
+    public func canonicalDump(pretty: Bool = true) throws -> String {
+        try canonicalJSON().rendered(pretty: pretty) + (pretty ? "\n" : "")
+    }
+
+    public func canonicalJSON() throws -> JSON {
+        try read { db in
+            var tables: [String: JSON] = [:]
+            for table in Schema.tables {
+                let records = try fetchRecords(table, db, suffix: "ORDER BY id")
+                var rows: [JSON] = []
+                if table.kind == .appendOnly {
+                    let origins = try Row.fetchAll(db, sql: "SELECT id, origin FROM \(table.name) ORDER BY id")
+                    for (record, o) in zip(records, origins) {
+                        guard case .object(var obj) = record.json else { continue }
+                        obj["origin"] = .string(o[1])
+                        rows.append(.object(obj))
+                    }
+                } else {
+                    rows = records.map { r in
+                        guard case .object(var obj) = r.json else { return r.json }
+                        obj["deleted"] = .bool(!r.alive)
+                        obj["erased"] = .bool(r.erased)
+                        return .object(obj)
+                    }
+                }
+                tables[table.name] = .array(rows)
+            }
+            return .object(["schema": .int(Int64(Schema.version)), "tables": .object(tables)])
+        }
+    }
+
+    /// Counts for `status`: pending local changes are those after the cursor of `peer`.
+    public func counts() throws -> [String: Int] {
+        try read { db in
+            var out: [String: Int] = [:]
+            for t in Schema.tables { out[t.name] = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(t.name)") ?? 0 }
+            out["changelog"] = try Int.fetchOne(db, sql: "SELECT count(*) FROM changelog") ?? 0
+            out["conflicts"] = try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE restored_at IS NULL") ?? 0
+            out["quarantine"] = try Int.fetchOne(db, sql: "SELECT count(*) FROM quarantine") ?? 0
+            return out
+        }
+    }
+}

@@ -1,0 +1,314 @@
+import Foundation
+import GRDB
+import Replication
+
+/// A replicated record as read back: its fields by name, and whether it is alive or erased.
+public struct Record: Sendable, Hashable {
+    public var table: String
+    public var id: RecordKey
+    public var fields: [String: Value]
+    public var alive: Bool
+    public var erased: Bool
+
+    public subscript(_ name: String) -> Value { fields[name] ?? .null }
+
+    public var json: JSON {
+        var out: [String: JSON] = ["id": .string(id.description)]
+        for (k, v) in fields { out[k] = JSON(v) }
+        if !alive { out["deleted"] = .bool(true) }
+        if erased { out["erased"] = .bool(true) }
+        return .object(out)
+    }
+}
+
+extension JSON {
+    init(_ value: Value) {
+        switch value {
+        case .null: self = .null
+        case .integer(let i): self = .int(i)
+        case .text(let s): self = .string(s)
+        case .blob(let b): self = (try? RecordKey(bytes: b)).map { .string($0.description) } ?? .string(b.map { String(format: "%02x", $0) }.joined())
+        }
+    }
+}
+
+/// Customer files: the operations behind `outpost customer …`.
+extension Archive {
+    // MARK: Reading
+
+    func fetchRecords(_ table: TableSchema, _ db: Database, where clause: String = "1", arguments: StatementArguments = [], suffix: String = "") throws -> [Record] {
+        let cols = table.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
+        let head = table.kind == .registers ? "id, cl, erased" : "id, 1, 0"
+        return try Row.fetchAll(db, sql: "SELECT \(head), \(cols) FROM \(table.name) WHERE \(clause) \(suffix)", arguments: arguments).map { row in
+            var fields: [String: Value] = [:]
+            for (i, c) in table.columns.enumerated() { fields[c.name] = Value(row[3 + i] as DatabaseValue) }
+            return Record(
+                table: table.name, id: RecordKey(data: row[0]), fields: fields,
+                alive: (row[1] as Int64) % 2 == 1, erased: (row[2] as Int64) != 0)
+        }
+    }
+
+    /// Finds a record by its UUID or its human number.
+    /// - Throws: `.notFound` naming the reference and how to list records.
+    func resolve(_ table: TableSchema, _ reference: String, _ db: Database) throws -> Record {
+        let found: [Record]
+        if let key = RecordKey(reference) {
+            found = try fetchRecords(table, db, where: "id = ?", arguments: [key.data])
+        } else {
+            found = try fetchRecords(table, db, where: "number = ?", arguments: [reference.uppercased()])
+        }
+        guard let record = found.first else {
+            throw ArchiveError(.notFound, "no \(Self.noun(table)) '\(reference.prefix(40))': give its id or number ('outpost \(Self.noun(table)) list' shows them)")
+        }
+        return record
+    }
+
+    static func noun(_ table: TableSchema) -> String {
+        switch table.id {
+        case Schema.customers.id: "customer"
+        case Schema.complaints.id: "complaint"
+        case Schema.claims.id: "claim"
+        default: table.name
+        }
+    }
+
+    public func customer(_ reference: String) throws -> Record {
+        try read { db in try resolve(Schema.customers, reference, db) }
+    }
+
+    /// Customers, newest first; archived and deleted ones only when asked.
+    public func customers(includeArchived: Bool = false, branch: String? = nil, limit: Int = 100) throws -> [Record] {
+        try read { db in
+            var clause = "cl % 2 = 1"
+            var args: [any DatabaseValueConvertible] = []
+            if !includeArchived { clause += " AND coalesce(archived, 0) = 0" }
+            if let branch {
+                clause += " AND home_branch = ?"
+                args.append(branch)
+            }
+            return try fetchRecords(Schema.customers, db, where: clause, arguments: StatementArguments(args), suffix: "ORDER BY id DESC LIMIT \(max(0, limit))")
+        }
+    }
+
+    /// Finds customers by a fragment of name, contact person, phone or number, or by a waybill
+    /// of one of their complaints or claims.
+    public func searchCustomers(_ text: String, limit: Int = 50) throws -> [Record] {
+        let needle = text.trimmingWhitespace()
+        guard !needle.isEmpty else { throw ArchiveError(.invalidInput, "give some text to search for") }
+        let phone = Phones.digits(needle)
+        let pattern = "%" + needle.replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
+        let phonePattern = phone.count >= 3 ? "%\(phone)%" : "\u{0}"
+        return try read { db in
+            try fetchRecords(
+                Schema.customers, db,
+                where: """
+                    cl % 2 = 1 AND (name LIKE ?1 ESCAPE '\\' OR contact_person LIKE ?1 ESCAPE '\\' OR number LIKE ?1 ESCAPE '\\'
+                    OR phone LIKE ?2
+                    OR id IN (SELECT customer_id FROM complaints WHERE waybill = ?3 UNION SELECT customer_id FROM claims WHERE waybill = ?3))
+                    """,
+                arguments: [pattern, phonePattern, needle], suffix: "ORDER BY id DESC LIMIT \(max(0, limit))")
+        }
+    }
+
+    // MARK: Writing
+
+    /// Fields a person may set on a customer file (everything except the number).
+    public static let customerFields: [String] = Schema.customers.columns.map(\.name).filter { $0 != "number" }
+
+    /// Adds a customer file, numbered `SITE-C-000001`, homed at this site unless told.
+    public func addCustomer(_ fields: [String: Value]) throws -> Record {
+        var fields = try Self.checkedCustomerFields(fields)
+        guard case .text(let name)? = fields["name"], !name.isEmpty else {
+            throw ArchiveError(.invalidInput, "a customer needs a name (--name)")
+        }
+        if fields["kind"] == nil { fields["kind"] = .text("company") }
+        if fields["home_branch"] == nil { fields["home_branch"] = .text(site.code) }
+        if fields["currency"] == nil { fields["currency"] = .text("CNY") }
+        if fields["archived"] == nil { fields["archived"] = .integer(0) }
+        let key = try transaction { s in
+            let n = try s.nextNumber("customer")
+            fields["number"] = .text(String(format: "%@-C-%06lld", site.code, n))
+            return try s.create(Schema.customers, fields)
+        }
+        return try customer(key.description)
+    }
+
+    /// Changes fields of a customer file.
+    public func updateCustomer(_ reference: String, _ fields: [String: Value]) throws -> Record {
+        let fields = try Self.checkedCustomerFields(fields)
+        guard !fields.isEmpty else { throw ArchiveError(.invalidInput, "nothing to change: give at least one field") }
+        let key = try transaction { s in
+            let record = try resolve(Schema.customers, reference, s.db)
+            try Self.requireWritable(record)
+            try s.update(Schema.customers, record.id, fields)
+            return record.id
+        }
+        return try customer(key.description)
+    }
+
+    public func archiveCustomer(_ reference: String, archived: Bool = true) throws -> Record {
+        try updateCustomer(reference, ["archived": .integer(archived ? 1 : 0)])
+    }
+
+    /// Deletes a customer entered by mistake (normal customers are archived instead).
+    public func deleteCustomer(_ reference: String) throws {
+        try transaction { s in
+            let record = try resolve(Schema.customers, reference, s.db)
+            try s.setAlive(Schema.customers, record.id, false)
+        }
+    }
+
+    /// Brings back a deleted customer.
+    public func restoreCustomer(_ reference: String) throws {
+        try transaction { s in
+            let record = try resolve(Schema.customers, reference, s.db)
+            try s.setAlive(Schema.customers, record.id, true)
+        }
+    }
+
+    /// Erases a person's identifying data everywhere, permanently (a personal-data request).
+    public func eraseCustomer(_ reference: String) throws -> RecordKey {
+        try transaction { s in
+            let record = try resolve(Schema.customers, reference, s.db)
+            guard !record.erased else { throw ArchiveError(.invalidState, "customer \(record.id) is already erased") }
+            try s.erase(customer: record.id)
+            return record.id
+        }
+    }
+
+    static func requireWritable(_ record: Record) throws {
+        if record.erased { throw ArchiveError(.invalidState, "customer \(record.id) was erased; its personal data can never be written again") }
+        if !record.alive { throw ArchiveError(.invalidState, "customer \(record.id) is deleted; 'outpost customer restore' brings it back") }
+    }
+
+    static func checkedCustomerFields(_ input: [String: Value]) throws -> [String: Value] {
+        var out: [String: Value] = [:]
+        for (name, value) in input {
+            guard customerFields.contains(name) else { throw ArchiveError(.invalidInput, "customers have no field '\(name)'") }
+            switch (name, value) {
+            case ("phone", .text(let p)):
+                out[name] = .text(try Phones.normalize(p))
+            case ("email", .text(let e)):
+                guard Self.isEmail(e) else { throw ArchiveError(.invalidInput, "the e-mail address is not valid") }
+                out[name] = value
+            case ("kind", .text(let k)):
+                guard ["person", "company"].contains(k) else { throw ArchiveError(.invalidInput, "customer kind must be person or company") }
+                out[name] = value
+            case ("wallet_share_pct", .integer(let p)):
+                guard (0...100).contains(p) else { throw ArchiveError(.invalidInput, "share of wallet is a percentage 0-100") }
+                out[name] = value
+            case ("credit_rating", .text(let r)):
+                guard ["AAA", "AA", "A", "B", "C", "D"].contains(r.uppercased()) else {
+                    throw ArchiveError(.invalidInput, "credit rating must be one of AAA, AA, A, B, C, D")
+                }
+                out[name] = .text(r.uppercased())
+            case ("customer_since", .text(let d)):
+                guard Self.isDate(d) else { throw ArchiveError(.invalidInput, "customer_since must be a date YYYY-MM-DD") }
+                out[name] = value
+            case ("shipments", .integer(let n)), ("overdue_payments", .integer(let n)):
+                guard n >= 0 else { throw ArchiveError(.invalidInput, "\(name) must not be negative") }
+                out[name] = value
+            case ("key_account", .integer(let b)), ("archived", .integer(let b)):
+                guard b == 0 || b == 1 else { throw ArchiveError(.invalidInput, "\(name) is 0 or 1") }
+                out[name] = value
+            default:
+                out[name] = value
+            }
+        }
+        return out
+    }
+
+    static func isEmail(_ s: String) -> Bool {
+        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
+            && !s.contains(" ")
+    }
+
+    static func isDate(_ s: String) -> Bool {
+        let p = s.split(separator: "-")
+        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2,
+            let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2])
+        else { return false }
+        return (1900...2200).contains(y) && (1...12).contains(m) && (1...31).contains(d)
+    }
+
+    // MARK: Contacts
+
+    /// Records a contact with a customer (append-only). A return visit carries satisfaction 1-5.
+    @discardableResult
+    public func addContact(customer reference: String, kind: ContactKind, satisfaction: Int? = nil, summary: String? = nil, staff: String? = nil) throws -> RecordKey {
+        if let satisfaction, !(1...5).contains(satisfaction) {
+            throw ArchiveError(.invalidInput, "satisfaction is 1 (very unhappy) to 5 (very happy)")
+        }
+        if kind == .returnVisit && satisfaction == nil {
+            throw ArchiveError(.invalidInput, "a return visit records the customer's satisfaction (--satisfaction 1-5)")
+        }
+        return try transaction { s in
+            let customer = try resolve(Schema.customers, reference, s.db)
+            try Self.requireWritable(customer)
+            return try s.append(Schema.contacts, [
+                "customer_id": customer.id.value, "kind": .text(kind.rawValue), "at": .integer(Int64(s.wall)),
+                "satisfaction": satisfaction.map { .integer(Int64($0)) } ?? .null,
+                "summary": summary.map(Value.text) ?? .null, "staff": staff.map(Value.text) ?? .null,
+            ])
+        }
+    }
+
+    public func contacts(customer reference: String) throws -> [Record] {
+        try read { db in
+            let customer = try resolve(Schema.customers, reference, db)
+            return try fetchRecords(Schema.contacts, db, where: "customer_id = ?", arguments: [customer.id.data], suffix: "ORDER BY at, id")
+        }
+    }
+}
+
+/// Phone numbers as typed at a Chinese counter: full-width digits, spaces, dashes, +86.
+public enum Phones {
+    /// The ASCII digits of a phone number (full-width digits converted, separators dropped).
+    public static func digits(_ text: String) -> String {
+        var out = ""
+        for u in text.unicodeScalars {
+            switch u.value {
+            case 0x30...0x39: out.unicodeScalars.append(u)
+            case 0xFF10...0xFF19: out.unicodeScalars.append(Unicode.Scalar(u.value - 0xFF10 + 0x30)!)
+            default: continue
+            }
+        }
+        return out
+    }
+
+    /// Normalizes a phone number to its national digits (drops +86 / 0086).
+    /// - Throws: `.invalidInput` when it has letters or too few or too many digits.
+    public static func normalize(_ text: String) throws -> String {
+        let allowed = Set("0123456789０１２３４５６７８９ -()（）+＋".unicodeScalars)
+        guard text.unicodeScalars.allSatisfy({ allowed.contains($0) }) else {
+            throw ArchiveError(.invalidInput, "the phone number has characters other than digits, spaces, '-', '(' , ')' and '+'")
+        }
+        var d = digits(text)
+        let international = text.trimmingWhitespace().hasPrefix("+") || text.trimmingWhitespace().hasPrefix("＋")
+        if international && d.hasPrefix("86") { d.removeFirst(2) } else if d.hasPrefix("0086") { d.removeFirst(4) }
+        guard (5...15).contains(d.count) else {
+            throw ArchiveError(.invalidInput, "the phone number has \(d.count) digits; expected 5 to 15")
+        }
+        return d
+    }
+}
+
+/// Civil dates in the company's time zone (China Standard Time, UTC+8, no daylight saving).
+enum CompanyTime {
+    static let offsetMilliseconds: Int64 = 8 * 3600 * 1000
+
+    /// The year of an instant in the company's time zone.
+    static func year(ofMilliseconds ms: UInt64) -> Int {
+        let days = (Int64(ms) + offsetMilliseconds) / 86_400_000
+        // Days since 1970-01-01 to civil year (Howard Hinnant's algorithm).
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let month = mp < 10 ? mp + 3 : mp - 9
+        return Int(yoe + era * 400 + (month <= 2 ? 1 : 0))
+    }
+}

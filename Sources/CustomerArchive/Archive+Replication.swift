@@ -1,0 +1,274 @@
+import Foundation
+import GRDB
+import Replication
+
+/// How to apply a change set.
+public struct ApplyOptions: Sendable {
+    /// Refuse changes whose origin is the producer and whose clock is too far ahead (they go to
+    /// quarantine). Relayed changes are taken as they are.
+    public var checkDrift = true
+    /// Changes per transaction: bounds how long local writes wait behind an apply.
+    public var batchSize = 5_000
+    /// Advance this archive's receive cursor for the producer when the set continues it.
+    public var advanceCursor = true
+
+    public init(checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true) {
+        self.checkDrift = checkDrift
+        self.batchSize = batchSize
+        self.advanceCursor = advanceCursor
+    }
+}
+
+/// A peer's replication cursors as this site keeps them.
+public struct PeerCursor: Hashable, Sendable, Codable {
+    public var peer: String
+    /// "I hold all of the peer's log up to here."
+    public var receivedThrough: UInt64
+    /// "The peer holds all of my log up to here."
+    public var sentThrough: UInt64
+}
+
+extension Archive {
+    // MARK: Export
+
+    /// The highest sequence in this site's change log.
+    public func lastSequence() throws -> UInt64 {
+        try read { db in UInt64(try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM changelog") ?? 0) }
+    }
+
+    /// Reads this site's change log after a cursor into a change set.
+    /// - Parameters:
+    ///   - after: the cursor: changes with a larger sequence are included.
+    ///   - excluding: leave out changes that originate at this site (never echo a change
+    ///     back to its origin); the set's range still covers them.
+    ///   - limit: the most changes to include; `through` then marks where to continue.
+    public func exportChanges(after: UInt64 = 0, excluding: SiteID? = nil, limit: Int = .max) throws -> ChangeSet {
+        try writer.read { db in
+            var changes: [Change] = []
+            var through = after
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT seq, tbl, key, kind, hlc, site, body FROM changelog WHERE seq > ? ORDER BY seq",
+                arguments: [Int64(bitPattern: after)])
+            var sitesByIndex: [Int64: SiteID] = [:]
+            func site(_ i: Int64) throws -> SiteID {
+                if let s = sitesByIndex[i] { return s }
+                let s = try core.sites.site(at: i, in: db)
+                sitesByIndex[i] = s
+                return s
+            }
+            while let row = try rows.next() {
+                if changes.count >= limit { break }
+                let seq = UInt64(row[0] as Int64)
+                through = seq
+                let origin = try site(row[5])
+                if origin == excluding { continue }
+                guard let kind = Change.Kind(rawValue: UInt8(row[3] as Int64)) else { continue }
+                let time = Timestamp(rawValue: UInt64(bitPattern: row[4] as Int64))
+                var r = ByteReader([UInt8](row[6] as Data))
+                let body = try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
+                    do { return try site(Int64(bitPattern: i)) } catch {
+                        throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
+                    }
+                }
+                changes.append(Change(table: UInt8(row[1] as Int64), key: RecordKey(data: row[2]), stamp: Stamp(time: time, site: origin), body: body))
+            }
+            return ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: changes)
+        }
+    }
+
+    // MARK: Apply
+
+    /// Checks a change set's structure before anything is written.
+    /// - Throws: `.schemaTooNew` or `.malformedChangeSet` naming the first bad change.
+    public func validate(_ set: ChangeSet) throws {
+        guard set.schemaVersion <= Schema.version else {
+            throw ArchiveError(.schemaTooNew, "the change set from site \(set.producer) uses schema \(set.schemaVersion), newer than this archive's \(Schema.version); upgrade Outpost on this site first")
+        }
+        for (i, change) in set.changes.enumerated() {
+            if let problem = Self.structuralProblem(change) {
+                throw ArchiveError(.malformedChangeSet, "change \(i + 1) of \(set.changes.count) from site \(set.producer) (record \(change.key)) is malformed: \(problem); nothing was applied")
+            }
+        }
+    }
+
+    static func structuralProblem(_ change: Change) -> String? {
+        guard let table = Schema.table(change.table) else { return "unknown table \(change.table)" }
+        switch (change.body, table.kind) {
+        case (.fields(let writes), .registers):
+            var seen = Set<Int>()
+            for w in writes {
+                guard table.accepts(w.value, column: w.column) else { return "column \(w.column) of \(table.name) does not take that value" }
+                guard seen.insert(w.column).inserted else { return "column \(w.column) written twice" }
+            }
+        case (.existence(let length), .registers):
+            if length == 0 { return "causal length 0" }
+        case (.erase, .registers):
+            if table.id != Schema.customers.id { return "erasure applies to customers only" }
+        case (.append(let values), .appendOnly):
+            var seen = Set<Int>()
+            for v in values {
+                guard table.accepts(v.value, column: v.column) else { return "column \(v.column) of \(table.name) does not take that value" }
+                guard seen.insert(v.column).inserted else { return "column \(v.column) given twice" }
+            }
+        default:
+            return "a \(change.body.kind) change does not apply to \(table.name)"
+        }
+        if change.stamp.time == .zero { return "zero clock" }
+        return nil
+    }
+
+    /// Why a well-formed change breaks a rule, judged only from the change and replicated
+    /// configuration, so every site drops it alike; `nil` when it is valid.
+    static func ruleViolation(_ change: Change, headquarters: SiteID, approvalThreshold: Int64) -> String? {
+        if change.table == Schema.settings.id && change.origin != headquarters {
+            return "only headquarters may change settings"
+        }
+        if change.table == Schema.claimTransitions.id, case .append(let values) = change.body, change.origin != headquarters {
+            let t = Schema.claimTransitions
+            let stage = values.first { $0.column == t.column("stage") }?.value.integerValue
+            let amount = values.first { $0.column == t.column("amount_fen") }?.value.integerValue ?? 0
+            if stage == Int64(ClaimStage.approved.rawValue) && amount > approvalThreshold {
+                return "a branch may approve claims up to \(Money.format(approvalThreshold)) only; headquarters approves above"
+            }
+        }
+        return nil
+    }
+
+    /// Merges a change set into the archive: idempotent, in any order, any number of times.
+    ///
+    /// The set is validated whole first (a malformed set writes nothing), then applied in
+    /// transactions of ``ApplyOptions/batchSize`` changes sorted by record, so a crash leaves
+    /// a prefix applied and a re-apply completes it. The receive cursor for the producer
+    /// advances in the last transaction, and only when the set continues from it.
+    @discardableResult
+    public func apply(
+        _ set: ChangeSet, options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
+    ) throws -> ApplyReport {
+        try validate(set)
+        let ordered = set.changes.enumerated().sorted { a, b in
+            let x = a.element
+            let y = b.element
+            if x.table != y.table { return x.table < y.table }
+            if x.key != y.key { return x.key < y.key }
+            return a.offset < b.offset
+        }.map(\.element)
+        var report = ApplyReport()
+        var start = 0
+        repeat {
+            let end = min(ordered.count, start + max(1, options.batchSize))
+            let batch = ordered[start..<end]
+            let isLast = end == ordered.count
+            report += try transaction { session in
+                let threshold = try approvalThreshold(session.db)
+                for change in batch {
+                    if let reason = Self.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: threshold) {
+                        session.report.refused += 1
+                        logger.warning("refused change", metadata: ["record": "\(change.key)", "origin": "\(change.origin)", "reason": "\(reason)"])
+                        continue
+                    }
+                    if options.checkDrift && change.origin == set.producer {
+                        do {
+                            try session.clock.check(change.stamp.time, from: change.origin, wallMilliseconds: session.wall)
+                        } catch {
+                            try quarantine(change, producer: set.producer, reason: "\(error)", session: &session)
+                            continue
+                        }
+                    }
+                    if change.stamp.time.milliseconds <= session.wall + session.clock.maximumDrift {
+                        session.clock.observe(change.stamp.time)
+                    }
+                    try session.merge(change)
+                }
+                if isLast && options.advanceCursor {
+                    session.report.cursorAdvanced = try advanceReceiveCursor(session.db, peer: set.producer, after: set.after, through: set.through)
+                }
+                return session.report
+            }
+            progress?(end, ordered.count)
+            start = end
+        } while start < ordered.count
+        if report.refused > 0 || report.quarantined > 0 {
+            logger.notice("applied change set with refusals", metadata: ["producer": "\(set.producer)", "refused": "\(report.refused)", "quarantined": "\(report.quarantined)"])
+        }
+        return report
+    }
+
+    private func quarantine(_ change: Change, producer: SiteID, reason: String, session: inout Session) throws {
+        let single = ChangeSet(producer: producer, schemaVersion: Schema.version, after: 0, through: 0, changes: [change])
+        try session.db.execute(
+            sql: "INSERT INTO quarantine(received_at, producer, tbl, key, reason, change) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [Int64(session.wall), producer.code, Int64(change.table), change.key.data, reason, Data(try ChangeSetCodec.encode(single))])
+        session.report.quarantined += 1
+        logger.warning("quarantined change: clock too far ahead", metadata: ["record": "\(change.key)", "origin": "\(change.origin)"])
+    }
+
+    func approvalThreshold(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT approval_threshold_fen FROM settings WHERE id = ?", arguments: [Schema.settingsKey.data])
+            ?? Settings.defaultApprovalThresholdFen
+    }
+
+    private func advanceReceiveCursor(_ db: Database, peer: SiteID, after: UInt64, through: UInt64) throws -> Bool {
+        let current = UInt64(try Int64.fetchOne(db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [peer.code]) ?? 0)
+        try db.execute(
+            sql: "INSERT INTO cursors(peer, last_seen) VALUES (?, ?) ON CONFLICT(peer) DO UPDATE SET last_seen = excluded.last_seen",
+            arguments: [peer.code, Int64(core.environment.now())])
+        guard after <= current, through > current else { return false }
+        try db.execute(sql: "UPDATE cursors SET received_through = ? WHERE peer = ?", arguments: [Int64(through), peer.code])
+        return true
+    }
+
+    /// Records that a peer holds this site's log up to `through` (it acknowledged a set).
+    public func acknowledgeSent(to peer: SiteID, through: UInt64) throws {
+        try writer.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO cursors(peer, sent_through) VALUES (?, ?)
+                    ON CONFLICT(peer) DO UPDATE SET sent_through = max(sent_through, excluded.sent_through)
+                    """,
+                arguments: [peer.code, Int64(through)])
+        }
+    }
+
+    /// This site's cursors for every peer it has exchanged with.
+    public func cursors() throws -> [PeerCursor] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT peer, received_through, sent_through FROM cursors ORDER BY peer").map {
+                PeerCursor(peer: $0[0], receivedThrough: UInt64($0[1] as Int64), sentThrough: UInt64($0[2] as Int64))
+            }
+        }
+    }
+
+    public func cursor(for peer: SiteID) throws -> PeerCursor {
+        try cursors().first { $0.peer == peer.code } ?? PeerCursor(peer: peer.code, receivedThrough: 0, sentThrough: 0)
+    }
+
+    // MARK: Quarantine
+
+    public struct QuarantinedChange: Sendable, Codable, Hashable {
+        public var id: Int64
+        public var producer: String
+        public var record: String
+        public var reason: String
+        public var receivedAt: UInt64
+    }
+
+    public func quarantined() throws -> [QuarantinedChange] {
+        try read { db in
+            try Row.fetchAll(db, sql: "SELECT id, producer, key, reason, received_at FROM quarantine ORDER BY id").map {
+                QuarantinedChange(id: $0[0], producer: $0[1], record: RecordKey(data: $0[2]).description, reason: $0[3], receivedAt: UInt64($0[4] as Int64))
+            }
+        }
+    }
+
+    /// Applies a quarantined change as it is (an operator decided its clock is acceptable).
+    public func releaseQuarantined(id: Int64) throws -> ApplyReport {
+        let bytes = try read { db in try Data.fetchOne(db, sql: "SELECT change FROM quarantine WHERE id = ?", arguments: [id]) }
+        guard let bytes else { throw ArchiveError(.notFound, "no quarantined change with id \(id); 'outpost changes quarantine' lists them") }
+        let set = try ChangeSetCodec.decode([UInt8](bytes))
+        return try transaction { session in
+            for change in set.changes { try session.merge(change) }
+            try session.db.execute(sql: "DELETE FROM quarantine WHERE id = ?", arguments: [id])
+            return session.report
+        }
+    }
+}
