@@ -272,3 +272,14 @@ extension Archive {
         }
     }
 }
+
+extension Archive {
+    /// The replicated state of one register record with its stamps (tests and diagnostics).
+    package func recordState(table: UInt8, key: RecordKey) throws -> RecordState? {
+        guard let schema = Schema.table(table), schema.kind == .registers else { return nil }
+        return try read { db in try Session(db: db, core: core).load(schema, key) }
+    }
+
+    /// The file's size, the WAL's size, for erasure checks and status.
+    package func checkpointNow() throws { try erasureCheckpoint() }
+}

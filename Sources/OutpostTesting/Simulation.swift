@@ -1,0 +1,300 @@
+import CustomerArchive
+import Replication
+
+/// A deterministic multi-replica simulation: one HQ and several branches, each a real
+/// ``Archive`` (SQLite in memory), driven by a seeded random schedule of local writes and
+/// faulty exchanges, then a final full exchange and the convergence checks.
+///
+/// Everything random comes from the seed, so a failing seed replays exactly:
+/// `OUTPOST_SIM_SEED=<seed> swift test --filter SimulationTests`.
+public struct Simulation {
+    public struct Failure: Error, CustomStringConvertible {
+        public var seed: UInt64
+        public var problem: String
+        public var description: String {
+            "simulation seed \(seed) failed: \(problem)\n  replay: OUTPOST_SIM_SEED=\(seed) swift test --filter SimulationTests"
+        }
+    }
+
+    /// What one run did, for the test's summary.
+    public struct Summary: Sendable {
+        public var operations = 0
+        public var exchanges = 0
+        public var droppedBatches = 0
+        public var crashes = 0
+        public var conflicts = 0
+        public var erasures = 0
+        public var writes = 0
+        public init() {}
+    }
+
+    public let seed: UInt64
+    public var steps: Int
+    public var branches: [String]
+
+    public init(seed: UInt64, steps: Int = 60, branches: [String] = ["BJ01", "SH01", "GZ01", "CD01"]) {
+        self.seed = seed
+        self.steps = steps
+        self.branches = branches
+    }
+
+    final class Replica {
+        let site: SiteID
+        let archive: Archive
+        let environment: ManualEnvironment
+        var seenSequence: UInt64 = 0
+        init(site: SiteID, archive: Archive, environment: ManualEnvironment) {
+            self.site = site
+            self.archive = archive
+            self.environment = environment
+        }
+    }
+
+    struct Write: Hashable {
+        var table: UInt8
+        var key: RecordKey
+        var column: Int
+        var value: Value
+        var stamp: Stamp
+        var base: Stamp?
+    }
+
+    public func run() throws(Failure) -> Summary {
+        do {
+            return try runUnchecked()
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure(seed: seed, problem: "unexpected error: \(error)")
+        }
+    }
+
+    private func runUnchecked() throws -> Summary {
+        var rng = SplitMix64(seed: seed)
+        var summary = Summary()
+        let start: UInt64 = 1_767_225_600_000 + (rng.next() % 1_000_000)
+        var replicas: [Replica] = []
+        for (i, code) in (["HQ"] + branches).enumerated() {
+            let site = try SiteID(code)
+            // Each site's wall clock is a little off (within the drift limit).
+            let env = ManualEnvironment(now: start + rng.next() % 5_000, seed: seed &* 31 &+ UInt64(i))
+            let archive = try Archive.inMemory(site: site, role: i == 0 ? .hq : .branch, environment: env.environment)
+            replicas.append(Replica(site: site, archive: archive, environment: env))
+        }
+        let hq = replicas[0]
+        var customers: [RecordKey] = []
+        var complaints: [RecordKey] = []
+        var claims: [RecordKey] = []
+        var erased: Set<RecordKey> = []
+        var writes: [Write] = []
+        var paymentsTotal: Int64 = 0
+
+        func collect(_ r: Replica) throws {
+            let set = try r.archive.exportChanges(after: r.seenSequence)
+            r.seenSequence = set.through
+            for c in set.changes where c.origin == r.site {
+                if case .fields(let fs) = c.body {
+                    for f in fs { writes.append(Write(table: c.table, key: c.key, column: f.column, value: f.value, stamp: c.stamp, base: f.base)) }
+                }
+                if case .append(let vs) = c.body, c.table == 8 {
+                    paymentsTotal += vs.first { $0.column == 1 }?.value.integerValue ?? 0
+                }
+            }
+        }
+
+        func pick<T>(_ items: [T]) -> T? { items.isEmpty ? nil : items[Int(rng.next() % UInt64(items.count))] }
+        func chance(_ percent: UInt64) -> Bool { rng.next() % 100 < percent }
+
+        let names = ["上海物流有限公司", "北京快运", "广州货代", "Chen Wei", "李娜", "成都仓储"]
+        let regions = ["上海", "北京", "广州", "成都", "深圳"]
+
+        /// Sends `from`'s log to `to` the way a link with faults would.
+        func exchange(from: Replica, to: Replica, faults: Bool) throws {
+            summary.exchanges += 1
+            let cursor = try to.archive.cursor(for: from.site).receivedThrough
+            var after = cursor
+            var batches: [ChangeSet] = []
+            while true {
+                let limit = faults ? Int(1 + rng.next() % 8) : 50
+                let set = try from.archive.exportChanges(after: after, excluding: to.site, limit: limit)
+                if set.through == after { break }
+                // Through the wire format: encode, decode.
+                batches.append(try ChangeSetCodec.decode(try ChangeSetCodec.encode(set)))
+                after = set.through
+            }
+            if faults {
+                if chance(20) { batches.shuffle(using: &rng) }
+                if chance(20), let b = pick(batches) { batches.append(b) }
+            }
+            for batch in batches {
+                if faults && chance(10) { summary.droppedBatches += 1; continue }
+                if faults && chance(5) { summary.crashes += 1; break }  // the receiver dies here
+                let report = try to.archive.apply(batch, options: ApplyOptions(batchSize: faults ? Int(1 + rng.next() % 6) : 5_000))
+                summary.conflicts += report.conflicts
+                if report.quarantined > 0 || report.refused > 0 {
+                    throw Failure(seed: seed, problem: "an honest change was refused or quarantined at \(to.site): \(report)")
+                }
+            }
+        }
+
+        for _ in 0..<steps {
+            summary.operations += 1
+            let r = pick(replicas)!
+            r.environment.advance(milliseconds: 1 + rng.next() % 2_000)
+            let roll = rng.next() % 100
+            do {
+                switch roll {
+                case 0..<12:
+                    let c = try r.archive.addCustomer([
+                        "name": .text(pick(names)! + " \(rng.next() % 1000)"), "phone": .text("138\(10_000_000 + rng.next() % 89_999_999)"),
+                        "region": .text(pick(regions)!), "revenue_fen": .integer(Int64(rng.next() % 10_000_000)),
+                    ])
+                    customers.append(c.id)
+                case 12..<34:
+                    guard let k = pick(customers) else { break }
+                    var fields: [String: Value] = [:]
+                    if chance(50) { fields["name"] = .text(pick(names)! + " \(rng.next() % 1000)") }
+                    if chance(50) { fields["region"] = .text(pick(regions)!) }
+                    if chance(40) { fields["revenue_fen"] = .integer(Int64(rng.next() % 10_000_000)) }
+                    if chance(30) { fields["notes"] = .text("note \(rng.next() % 100)") }
+                    if fields.isEmpty { fields["shipments"] = .integer(Int64(rng.next() % 500)) }
+                    _ = try r.archive.updateCustomer(k.description, fields)
+                case 34..<38:
+                    guard let k = pick(customers) else { break }
+                    if chance(50) { try r.archive.deleteCustomer(k.description) } else { try r.archive.restoreCustomer(k.description) }
+                case 38..<40:
+                    guard let k = pick(customers), chance(50) else { break }
+                    _ = try r.archive.eraseCustomer(k.description)
+                    erased.insert(k)
+                    summary.erasures += 1
+                case 40..<48:
+                    guard let k = pick(customers) else { break }
+                    try r.archive.addContact(customer: k.description, kind: .returnVisit, satisfaction: Int(1 + rng.next() % 5), summary: "回访 \(rng.next() % 100)")
+                case 48..<56:
+                    guard let k = pick(customers) else { break }
+                    let v = try r.archive.openComplaint(customer: k.description, category: pick(ComplaintCategory.allCases)!, waybill: "WB\(rng.next() % 100000)", description: "parcel \(rng.next() % 100)")
+                    complaints.append(v.record.id)
+                case 56..<66:
+                    guard let k = pick(complaints) else { break }
+                    let view = try r.archive.complaint(k.description)
+                    if view.stage == .closed || (view.stage == .resolved && chance(50)) {
+                        _ = try r.archive.reopenComplaint(k.description)
+                    } else if chance(30) {
+                        try r.archive.noteComplaint(k.description, text: "called back \(rng.next() % 100)")
+                    } else {
+                        _ = try r.archive.advanceComplaint(k.description)
+                    }
+                case 66..<70:
+                    guard let k = pick(customers) else { break }
+                    let v = try r.archive.fileClaim(customer: k.description, waybill: "WB\(rng.next() % 100000)", claimedFen: Int64(10_000 + rng.next() % 400_000))
+                    claims.append(v.record.id)
+                case 70..<78:
+                    guard let k = pick(claims) else { break }
+                    let view = try r.archive.claim(k.description)
+                    switch view.stage {
+                    case .filed, .assessing:
+                        _ = try r.archive.approveClaim(k.description, amountFen: view.record["claimed_fen"].integerValue ?? 1)
+                    case .approved, .paid:
+                        let room = (view.approvedFen ?? 0) - view.paidFen
+                        if room > 0 {
+                            _ = try r.archive.payClaim(k.description, amountFen: max(1, Int64(rng.next() % UInt64(room)) + 1))
+                        } else if view.paidFen > 0 && chance(30) {
+                            _ = try r.archive.payClaim(k.description, amountFen: -1)
+                        }
+                    default: break
+                    }
+                case 78..<85:
+                    // A conflict restore somewhere, now and then.
+                    if let c = try r.archive.conflicts(includeRestored: false).first(where: { $0.table == "customers" }), chance(50) {
+                        try r.archive.restoreConflict(id: c.id)
+                    }
+                default:
+                    let b = pick(Array(replicas.dropFirst()))!
+                    if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
+                    if chance(10), let other = pick(Array(replicas.dropFirst())), other !== b {
+                        // A change-set file carried by hand between two branches.
+                        try exchange(from: b, to: other, faults: true)
+                    }
+                }
+            } catch let e as ArchiveError where e.code == .notFound || e.code == .invalidState || e.code == .refused {
+                // The chosen record has not reached this site yet, or the step is not possible there.
+            }
+            try collect(r)
+            for other in replicas { try collect(other) }
+        }
+
+        // Final full exchange until nothing moves.
+        for _ in 0..<3 {
+            for b in replicas.dropFirst() { try exchange(from: b, to: hq, faults: false) }
+            for b in replicas.dropFirst() { try exchange(from: hq, to: b, faults: false) }
+        }
+        summary.writes = writes.count
+        try check(replicas: replicas, writes: writes, erased: erased, paymentsTotal: paymentsTotal)
+        return summary
+    }
+
+    private func check(replicas: [Replica], writes: [Write], erased: Set<RecordKey>, paymentsTotal: Int64) throws {
+        // 1. Every replica holds the same records.
+        let dumps = try replicas.map { try $0.archive.canonicalDump() }
+        for (i, d) in dumps.enumerated() where d != dumps[0] {
+            let a = dumps[0].split(separator: "\n")
+            let b = d.split(separator: "\n")
+            let line = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(a.count, b.count)
+            throw Failure(seed: seed, problem: "\(replicas[i].site) differs from HQ after the final exchange (first difference at dump line \(line + 1))")
+        }
+        // 2. Every write survives, was knowingly overwritten, or sits in a conflict journal.
+        var journaled = Set<Write>()
+        for r in replicas {
+            for c in try r.archive.conflicts() {
+                guard let t = Schema.tables.first(where: { $0.name == c.table }), let col = t.columns.firstIndex(where: { $0.name == c.field }) else { continue }
+                journaled.insert(Write(table: t.id, key: c.record, column: col, value: c.loser, stamp: c.loserStamp, base: nil))
+            }
+        }
+        var overwrittenKnowingly = Set<String>()
+        for w in writes { if let b = w.base { overwrittenKnowingly.insert("\(w.table)/\(w.key)/\(w.column)/\(b)") } }
+        let hq = replicas[0].archive
+        for w in writes {
+            guard let schema = Schema.table(w.table) else { continue }
+            let state = try hq.recordState(table: w.table, key: w.key)
+            if state?.registers[w.column]?.stamp == w.stamp { continue }
+            if state?.erased == true && schema.rules.personalColumns.contains(w.column) { continue }
+            if overwrittenKnowingly.contains("\(w.table)/\(w.key)/\(w.column)/\(w.stamp)") { continue }
+            if writes.contains(where: { $0.table == w.table && $0.key == w.key && $0.column == w.column && $0.stamp.site == w.stamp.site && $0.stamp > w.stamp }) { continue }
+            if journaled.contains(Write(table: w.table, key: w.key, column: w.column, value: w.value, stamp: w.stamp, base: nil)) { continue }
+            throw Failure(seed: seed, problem: "a write to \(schema.name).\(schema.columns[w.column].name) of \(w.key) stamped \(w.stamp) was lost: not the final value, not knowingly overwritten, not in any conflict journal")
+        }
+        // 3. Erased people leave no personal value anywhere: records, change logs, journals.
+        for key in erased {
+            let customer = try hq.recordState(table: Schema.customers.id, key: key)
+            guard customer?.erased == true else { throw Failure(seed: seed, problem: "customer \(key) was erased but is not erased at HQ") }
+            for r in replicas {
+                let log = try r.archive.exportChanges(after: 0)
+                for c in log.changes where c.key == key {
+                    if case .fields(let fs) = c.body, fs.contains(where: { Schema.customers.rules.personalColumns.contains($0.column) && !$0.value.isNull }) {
+                        throw Failure(seed: seed, problem: "\(r.site)'s change log still holds personal data of erased customer \(key)")
+                    }
+                }
+                for c in log.changes where c.table == Schema.contacts.id {
+                    if case .append(let vs) = c.body, vs.contains(where: { $0.column == 0 && $0.value == .blob(key.bytes) }),
+                        vs.contains(where: { $0.column == Schema.contacts.column("summary") && !$0.value.isNull })
+                    {
+                        throw Failure(seed: seed, problem: "\(r.site)'s change log still holds a contact summary of erased customer \(key)")
+                    }
+                }
+                for c in try r.archive.conflicts() where c.record == key && Schema.customers.rules.personalColumns.contains(Schema.customers.column(c.field)) {
+                    throw Failure(seed: seed, problem: "\(r.site)'s conflict journal still holds personal data of erased customer \(key)")
+                }
+                for contact in try r.archive.contacts(customer: key.description) where !contact["summary"].isNull {
+                    throw Failure(seed: seed, problem: "\(r.site) still holds a contact summary of erased customer \(key)")
+                }
+            }
+        }
+        // 4. Money: every site's payments add up to every payment made anywhere.
+        for r in replicas {
+            let paid = try r.archive.claims(limit: 100_000).reduce(Int64(0)) { $0 + $1.paidFen }
+            if paid != paymentsTotal {
+                throw Failure(seed: seed, problem: "\(r.site) holds payments totalling \(paid) fen; \(paymentsTotal) fen were paid")
+            }
+        }
+    }
+}
