@@ -1,0 +1,275 @@
+import ArgumentParser
+import CustomerArchive
+import Foundation
+import Replication
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `outpost changes …`: exchanging change sets with other sites.
+struct ChangesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "changes",
+        abstract: "Export and apply change sets, the files that carry changes between sites.",
+        discussion: """
+            A site exports the changes in its change log after a cursor to a file; another site \
+            applies the file. Applying is idempotent and order-independent: a file applied twice, \
+            or files applied in any order, leave the same archive.
+
+            Example, a branch and headquarters exchanging by USB stick:
+              (at SH01)  outpost changes export --for HQ --since 120 --out /media/usb/SH01.opcs
+              (at HQ)    outpost changes apply /media/usb/SH01.opcs
+              (at HQ)    outpost changes export --for SH01 --out /media/usb/HQ.opcs
+              (at SH01)  outpost changes apply /media/usb/HQ.opcs
+            """,
+        subcommands: [Export.self, Apply.self, Quarantine.self, Release.self])
+
+    // MARK: export
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write this site's changes after a cursor to a change-set file.",
+            discussion: """
+                Writes the changes of this site's change log with a sequence above --since \
+                (default 0: everything) to FILE, atomically (FILE.tmp, then renamed), readable by \
+                the owner only: it carries customer data. --for SITE leaves out the changes that \
+                came from that site, which it already holds. The command prints the range \
+                covered and the --since to give next time.
+
+                Examples:
+                  outpost changes export --out /media/usb/SH01-all.opcs
+                  outpost changes export --for HQ --since 120 --out /media/usb/SH01.opcs
+                """)
+
+        @Option(help: ArgumentHelp("The file to write.", valueName: "file"))
+        var out: String
+
+        @Option(help: ArgumentHelp("Export changes after this change-log sequence (default: 0, everything).", valueName: "cursor"))
+        var since: UInt64 = 0
+
+        @Option(name: .customLong("for"), help: ArgumentHelp("The site that will apply the set: its own changes are left out.", valueName: "site"))
+        var forSite: String?
+
+        @OptionGroup var storage: DataDirOptions
+
+        func run() throws {
+            let peer = try forSite.map { try Parse.site($0, option: "--for") }
+            let archive = try storage.openArchive()
+            if let peer, peer == archive.site {
+                throw CLIError("--for names the site that will apply the set; \(peer) is this site")
+            }
+            let set = try archive.exportChanges(after: since, excluding: peer)
+            let bytes = try ChangeSetCodec.encode(set)
+            try Files.writeAtomically(bytes, to: out)
+            Output.fields([
+                ("wrote", out),
+                ("changes", String(set.changes.count)),
+                ("producer", set.producer.code),
+                ("range", ChangesOutput.range(set)),
+                ("bytes", String(bytes.count)),
+                ("next time", "--since \(set.through)"),
+            ])
+        }
+    }
+
+    // MARK: apply
+
+    struct Apply: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply change-set files from other sites.",
+            discussion: """
+                Every file is read and checked first; if any is not a valid change set (damaged, \
+                truncated, from a newer Outpost), nothing is applied. Applying a file again changes \
+                nothing. Concurrent edits that lost go to the conflict journal ('outpost conflicts \
+                list'); changes whose clock is too far ahead wait in quarantine ('outpost changes \
+                quarantine'). Progress is shown on stderr when it is a terminal.
+
+                Example:
+                  outpost changes apply /media/usb/HQ.opcs /media/usb/SH02.opcs
+                """)
+
+        @Argument(help: ArgumentHelp("The change-set files to apply.", valueName: "file"))
+        var files: [String] = []
+
+        @OptionGroup var storage: DataDirOptions
+
+        func run() throws {
+            guard !files.isEmpty else { throw CLIError("give at least one change-set file to apply") }
+            let archive = try storage.openArchive()
+            var sets: [(String, ChangeSet)] = []
+            for file in files {
+                let set: ChangeSet
+                do {
+                    set = try ChangeSetCodec.decode(try Files.read(file))
+                    try archive.validate(set)
+                } catch {
+                    throw CLIError("\(file): \(OutpostCommand.message(of: error))")
+                }
+                if set.producer == archive.site {
+                    throw CLIError("\(file): this change set was exported by this site (\(archive.site)); apply it at another site")
+                }
+                sets.append((file, set))
+            }
+            let tty = Output.stderrIsTerminal
+            for (i, (file, set)) in sets.enumerated() {
+                let name = (file as NSString).lastPathComponent
+                let report = try archive.apply(set) { done, total in
+                    if tty && total > 0 {
+                        FileHandle.standardError.write(Data("\rapplying \(name): \(done)/\(total) changes".utf8))
+                    }
+                }
+                if tty && !set.changes.isEmpty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                if i > 0 { Output.write("\n") }
+                ChangesOutput.report(report, file: file, set: set)
+            }
+        }
+    }
+
+    // MARK: quarantine
+
+    struct Quarantine: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List changes held back because their clock was too far ahead.",
+            discussion: """
+                A change whose clock runs far ahead of this site's (a sender with a wrong system \
+                clock) is kept aside instead of applied. Fix the sender's clock, then release \
+                each change that should count with 'outpost changes release ID'.
+
+                Examples:
+                  outpost changes quarantine
+                  outpost changes quarantine --json
+                """)
+
+        @OptionGroup var storage: DataDirOptions
+        @OptionGroup var output: JSONOption
+
+        func run() throws {
+            let archive = try storage.openArchive()
+            let held = try archive.quarantined()
+            if output.json {
+                return Output.json(.array(held.map {
+                    .object([
+                        "id": .int($0.id), "producer": .string($0.producer), "record": .string($0.record),
+                        "reason": .string($0.reason), "received_at": .int(Int64($0.receivedAt)),
+                    ])
+                }))
+            }
+            if held.isEmpty { return Output.write("no quarantined changes\n") }
+            Output.table(
+                ["ID", "RECEIVED", "PRODUCER", "RECORD", "REASON"],
+                held.map { [String($0.id), Output.time(milliseconds: Int64($0.receivedAt)), $0.producer, $0.record, $0.reason] })
+        }
+    }
+
+    struct Release: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply a quarantined change as it is.",
+            discussion: """
+                For a change an operator has checked and accepts despite its clock.
+
+                Example:
+                  outpost changes release 3
+                """)
+
+        @Argument(help: ArgumentHelp("The id from 'outpost changes quarantine'.", valueName: "id"))
+        var id: String
+
+        @OptionGroup var storage: DataDirOptions
+
+        func run() throws {
+            let id = try Parse.id(id, what: "quarantined change")
+            let archive = try storage.openArchive()
+            let report = try archive.releaseQuarantined(id: id)
+            Output.write("released quarantined change \(id)\n")
+            ChangesOutput.counts(report)
+        }
+    }
+}
+
+/// How apply reports print.
+enum ChangesOutput {
+    static func report(_ report: ApplyReport, file: String, set: ChangeSet) {
+        Output.fields([
+            ("file", file),
+            ("producer", set.producer.code),
+            ("range", range(set)),
+            ("changes", String(set.changes.count)),
+            ("applied", String(report.applied)),
+            ("unchanged", String(report.unchanged)),
+            ("conflicts", String(report.conflicts) + (report.conflicts > 0 ? " ('outpost conflicts list' shows them)" : "")),
+            ("refused", String(report.refused) + (report.refused > 0 ? " (they break a rule, e.g. an approval above the threshold)" : "")),
+            ("quarantined", String(report.quarantined) + (report.quarantined > 0 ? " ('outpost changes quarantine' lists them)" : "")),
+            ("cursor", report.cursorAdvanced ? "advanced to \(set.through) for \(set.producer)" : "unchanged"),
+        ])
+    }
+
+    /// The producer's change-log sequences a set covers.
+    static func range(_ set: ChangeSet) -> String {
+        set.through > set.after ? "sequences \(set.after + 1)...\(set.through)" : "nothing after sequence \(set.after)"
+    }
+
+    static func counts(_ report: ApplyReport) {
+        Output.fields([
+            ("applied", String(report.applied)),
+            ("unchanged", String(report.unchanged)),
+            ("conflicts", String(report.conflicts)),
+        ])
+    }
+}
+
+/// Reading and writing change-set files.
+enum Files {
+    /// Reads a whole file, refusing one larger than a change set may be before reading it.
+    static func read(_ path: String) throws -> [UInt8] {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw CLIError("cannot read: \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw CLIError("not a regular file") }
+        let limit = CodecLimits().maximumEncodedBytes
+        guard Int(st.st_size) <= limit else {
+            throw CLIError("the file has \(st.st_size) bytes, more than a change set may have (\(limit))")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CLIError("cannot read the file: check its permissions")
+        }
+        return [UInt8](data)
+    }
+
+    /// Writes `bytes` to `path.tmp` (mode 0600), syncs it, and renames it over `path`, so a
+    /// reader never sees half a file.
+    static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw CLIError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        var failure: String?
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = String(cString: strerror(errno))
+                    return
+                }
+                offset += n
+            }
+        }
+        if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
+        if close(fd) != 0 && failure == nil { failure = String(cString: strerror(errno)) }
+        if failure == nil && rename(tmp, path) != 0 { failure = String(cString: strerror(errno)) }
+        if let failure {
+            unlink(tmp)
+            throw CLIError("cannot write \(path): \(failure)")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let dfd = open(directory.isEmpty ? "." : directory, O_RDONLY)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import CustomerArchive
+import Foundation
+import Logging
+import Replication
+
+/// The `outpost` command: a site's customer archive and its offline replication.
+public struct OutpostCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "outpost",
+        abstract: "Keep a branch's customer archive and exchange changes with other sites offline.",
+        discussion: """
+            Each site (a branch or headquarters) keeps its own archive in its data directory \
+            (--data-dir, default $OUTPOST_DATA_DIR, else /var/lib/outpost). Sites exchange change \
+            sets as files; applying the same set twice, or sets in any order, gives the same result.
+
+            Example, a new branch:
+              outpost init --site SH01 --role branch
+              outpost customer add --name "上海物流有限公司" --phone "021 6000 1234"
+              outpost changes export --for HQ --out /media/usb/SH01.opcs
+            """,
+        version: "outpost 0.1.0",
+        subcommands: [
+            InitCommand.self,
+            StatusCommand.self,
+            CustomerCommand.self,
+            ContactCommand.self,
+            ComplaintCommand.self,
+            ClaimCommand.self,
+            ChangesCommand.self,
+            ConflictsCommand.self,
+            SettingsCommand.self,
+            DumpCommand.self,
+        ])
+
+    public init() {}
+
+    /// Parses the arguments and runs the command. Usage errors are ArgumentParser's (exit 64);
+    /// every error while running is one `error: …` line on stderr and exit code 1.
+    public static func main() {
+        bootstrapLogging()
+        var command: any ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        do {
+            try command.run()
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Prints one line for an error raised while running and exits.
+    static func fail(_ error: any Error) -> Never {
+        switch error {
+        case is ArchiveError, is ReplicationError, is CLIError:
+            Output.error("error: " + message(of: error))
+            exit(withError: ExitCode.failure)
+        case _ where String(reflecting: type(of: error)).hasPrefix("ArgumentParser."):
+            // --help, --version, exit codes: ArgumentParser's own handling.
+            exit(withError: error)
+        default:
+            Output.error("error: " + message(of: error))
+            exit(withError: ExitCode.failure)
+        }
+    }
+
+    /// The operator message of an error: never a customer field value (the archive's and the
+    /// replication core's messages are written that way; causes are left out for that reason).
+    static func message(of error: any Error) -> String {
+        let text: String
+        switch error {
+        case let e as ArchiveError: text = e.message
+        case let e as ReplicationError: text = e.message
+        case let e as CLIError: text = e.message
+        case let e as ValidationError: text = e.message
+        case let e as CocoaError: text = e.localizedDescription
+        default: text = String(describing: error)
+        }
+        return Output.oneLine(text)
+    }
+
+    /// Logs go to stderr so they never mix with the output; `OUTPOST_LOG_LEVEL` sets the level
+    /// (default `warning`: refused and quarantined changes are reported).
+    static func bootstrapLogging() {
+        let level = ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// Placeholder until the CLI lands; delete this file when OutpostCommand is written.
-public enum OutpostCommand { public static func main() {} }
