@@ -81,8 +81,8 @@ extension Archive {
     }
 
     func complaintView(_ record: Record, _ db: Database) throws -> ComplaintView {
-        let transitions = try fetchRecords(Schema.complaintTransitions, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY at, id")
-        let notes = try fetchRecords(Schema.complaintNotes, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY at, id")
+        let transitions = try fetchRecords(Schema.complaintTransitions, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
+        let notes = try fetchRecords(Schema.complaintNotes, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
         let positions = transitions.map { WorkflowPosition(epoch: Int($0["epoch"].integerValue ?? 0), stage: Int($0["stage"].integerValue ?? 0)) }
         return ComplaintView(record: record, position: WorkflowPosition.current(of: positions) ?? WorkflowPosition(epoch: 0, stage: 0), transitions: transitions, notes: notes)
     }
@@ -175,8 +175,8 @@ extension Archive {
     }
 
     func claimView(_ record: Record, _ db: Database) throws -> ClaimView {
-        let transitions = try fetchRecords(Schema.claimTransitions, db, where: "claim_id = ?", arguments: [record.id.data], suffix: "ORDER BY at, id")
-        let payments = try fetchRecords(Schema.claimPayments, db, where: "claim_id = ?", arguments: [record.id.data], suffix: "ORDER BY at, id")
+        let transitions = try fetchRecords(Schema.claimTransitions, db, where: "claim_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
+        let payments = try fetchRecords(Schema.claimPayments, db, where: "claim_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
         let stage = transitions.compactMap { ClaimStage(rawValue: Int($0["stage"].integerValue ?? 0)) }.max { $0.rawValue < $1.rawValue } ?? .filed
         // The approval that counts is the highest-stamped one: the same choice on every site.
         let approval = try Row.fetchOne(

@@ -14,7 +14,7 @@ public struct ConflictEntry: Sendable, Hashable {
     public var loserStamp: Stamp
     public var restored: Bool
 
-    /// The entry without field values, for logs and terminals where values must not show.
+    /// The entry with both values, for the operator reviewing it (`conflicts list --json`).
     public var json: JSON {
         .object([
             "id": .int(id), "table": .string(table), "record": .string(record.description), "field": .string(field),

@@ -257,7 +257,7 @@ extension Archive {
     public func contacts(customer reference: String) throws -> [Record] {
         try read { db in
             let customer = try resolve(Schema.customers, reference, db)
-            return try fetchRecords(Schema.contacts, db, where: "customer_id = ?", arguments: [customer.id.data], suffix: "ORDER BY at, id")
+            return try fetchRecords(Schema.contacts, db, where: "customer_id = ?", arguments: [customer.id.data], suffix: "ORDER BY hlc, origin, id")
         }
     }
 }

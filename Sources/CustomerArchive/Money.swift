@@ -34,7 +34,7 @@ public enum Money {
     }
 
     static func invalid(_ text: String, _ why: String) -> ArchiveError {
-        ArchiveError(.invalidInput, "'\(text.prefix(24))' is not a valid amount: \(why)")
+        ArchiveError(.invalidInput, "not a valid amount: \(why)")
     }
 }
 

@@ -41,7 +41,7 @@ struct ClaimCommand: ParsableCommand {
         @Option(help: ArgumentHelp("The waybill of the shipment.", valueName: "waybill"))
         var waybill: String?
 
-        @Option(help: ArgumentHelp("The amount claimed, in yuan.", valueName: "yuan"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("The amount claimed, in yuan.", valueName: "yuan"))
         var amount: String
 
         @Option(help: ArgumentHelp("What supports the claim.", valueName: "text"))
@@ -69,7 +69,7 @@ struct ClaimCommand: ParsableCommand {
         @Argument(help: ArgumentHelp("The claim's number or id.", valueName: "ref"))
         var ref: String
 
-        @Option(help: ArgumentHelp("The assessed amount, in yuan.", valueName: "yuan"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("The assessed amount, in yuan.", valueName: "yuan"))
         var amount: String
 
         @OptionGroup var storage: DataDirOptions
@@ -97,7 +97,7 @@ struct ClaimCommand: ParsableCommand {
         @Argument(help: ArgumentHelp("The claim's number or id.", valueName: "ref"))
         var ref: String
 
-        @Option(help: ArgumentHelp("The approved amount, in yuan.", valueName: "yuan"))
+        @Option(parsing: .unconditional, help: ArgumentHelp("The approved amount, in yuan.", valueName: "yuan"))
         var amount: String
 
         @OptionGroup var storage: DataDirOptions

@@ -324,7 +324,7 @@ struct CustomerFieldOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Shipments so far.", valueName: "n"))
     var shipments: Int64?
 
-    @Option(help: ArgumentHelp("Revenue in yuan, e.g. 125000.00.", valueName: "yuan"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Revenue in yuan, e.g. 125000.00.", valueName: "yuan"))
     var revenue: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Profit in yuan; may be negative.", valueName: "yuan"))

@@ -259,7 +259,9 @@ public struct Simulation {
             if state?.registers[w.column]?.stamp == w.stamp { continue }
             if state?.erased == true && schema.rules.personalColumns.contains(w.column) { continue }
             if overwrittenKnowingly.contains("\(w.table)/\(w.key)/\(w.column)/\(w.stamp)") { continue }
-            if writes.contains(where: { $0.table == w.table && $0.key == w.key && $0.column == w.column && $0.stamp.site == w.stamp.site && $0.stamp > w.stamp }) { continue }
+            // Superseded by a later write of its own site, or by a later write of the same value
+            // (the merge journals no loss when the value survives).
+            if writes.contains(where: { $0.table == w.table && $0.key == w.key && $0.column == w.column && $0.stamp > w.stamp && ($0.stamp.site == w.stamp.site || $0.value == w.value) }) { continue }
             if journaled.contains(Write(table: w.table, key: w.key, column: w.column, value: w.value, stamp: w.stamp, base: nil)) { continue }
             throw Failure(seed: seed, problem: "a write to \(schema.name).\(schema.columns[w.column].name) of \(w.key) stamped \(w.stamp) was lost: not the final value, not knowingly overwritten, not in any conflict journal")
         }
