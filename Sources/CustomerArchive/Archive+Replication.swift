@@ -56,8 +56,14 @@ extension Archive {
                 sitesByIndex[i] = s
                 return s
             }
+            var last: (key: Data, time: Int64)?
             while let row = try rows.next() {
-                if changes.count >= limit { break }
+                let keyData: Data = row[2]
+                let rawTime: Int64 = row[4]
+                // Never cut between changes one write made together (a record's existence and
+                // its fields share key and stamp): a receiver never holds half a creation.
+                if changes.count >= limit && !(last?.key == keyData && last?.time == rawTime) { break }
+                last = (keyData, rawTime)
                 let seq = UInt64(row[0] as Int64)
                 through = seq
                 let origin = try site(row[5])

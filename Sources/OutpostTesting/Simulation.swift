@@ -216,8 +216,9 @@ public struct Simulation {
                         try exchange(from: b, to: other, faults: true)
                     }
                 }
-            } catch let e as ArchiveError where e.code == .notFound || e.code == .invalidState || e.code == .refused {
-                // The chosen record has not reached this site yet, or the step is not possible there.
+            } catch let e as ArchiveError where e.code == .notFound || e.code == .invalidState || e.code == .refused || e.code == .invalidInput {
+                // The chosen record has not reached this site yet (or only in part), or the step is not
+                // possible there: the archive said so clearly, which is what a person would see.
             }
             try collect(r)
             for other in replicas { try collect(other) }
