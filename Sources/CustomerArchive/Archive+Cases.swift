@@ -61,16 +61,20 @@ extension Archive {
             try Self.requireWritable(customer)
             let year = CompanyTime.year(ofMilliseconds: s.wall)
             let n = try s.nextNumber("complaint-\(year)")
-            let key = try s.create(Schema.complaints, [
-                "number": .text(String(format: "%@-%04d-%06lld", site.code, year, n)),
-                "customer_id": customer.id.value, "waybill": waybill.map(Value.text) ?? .null,
-                "category": .text(category.rawValue), "severity": .text(severity),
-                "assignee": assignee.map(Value.text) ?? .null, "description": description.map(Value.text) ?? .null,
-                "opened_at": .integer(Int64(s.wall)), "branch": .text(site.code),
-            ])
-            try s.append(Schema.complaintTransitions, [
-                "complaint_id": key.value, "epoch": .integer(0), "stage": .integer(0), "at": .integer(Int64(s.wall)), "site": .text(site.code),
-            ])
+            let key = try s.create(
+                Schema.complaints,
+                [
+                    "number": .text(String(format: "%@-%04d-%06lld", site.code, year, n)),
+                    "customer_id": customer.id.value, "waybill": waybill.map(Value.text) ?? .null,
+                    "category": .text(category.rawValue), "severity": .text(severity),
+                    "assignee": assignee.map(Value.text) ?? .null, "description": description.map(Value.text) ?? .null,
+                    "opened_at": .integer(Int64(s.wall)), "branch": .text(site.code),
+                ])
+            try s.append(
+                Schema.complaintTransitions,
+                [
+                    "complaint_id": key.value, "epoch": .integer(0), "stage": .integer(0), "at": .integer(Int64(s.wall)), "site": .text(site.code),
+                ])
             return key
         }
         return try complaint(key.description)
@@ -81,10 +85,12 @@ extension Archive {
     }
 
     func complaintView(_ record: Record, _ db: Database) throws -> ComplaintView {
-        let transitions = try fetchRecords(Schema.complaintTransitions, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
+        let transitions = try fetchRecords(
+            Schema.complaintTransitions, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
         let notes = try fetchRecords(Schema.complaintNotes, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
         let positions = transitions.map { WorkflowPosition(epoch: Int($0["epoch"].integerValue ?? 0), stage: Int($0["stage"].integerValue ?? 0)) }
-        return ComplaintView(record: record, position: WorkflowPosition.current(of: positions) ?? WorkflowPosition(epoch: 0, stage: 0), transitions: transitions, notes: notes)
+        return ComplaintView(
+            record: record, position: WorkflowPosition.current(of: positions) ?? WorkflowPosition(epoch: 0, stage: 0), transitions: transitions, notes: notes)
     }
 
     public func complaints(stage: ComplaintStage? = nil, limit: Int = 100) throws -> [ComplaintView] {
@@ -101,9 +107,11 @@ extension Archive {
         guard !text.trimmingWhitespace().isEmpty else { throw ArchiveError(.invalidInput, "the note is empty") }
         try transaction { s in
             let c = try resolve(Schema.complaints, reference, s.db)
-            try s.append(Schema.complaintNotes, [
-                "complaint_id": c.id.value, "at": .integer(Int64(s.wall)), "author": author.map(Value.text) ?? .null, "text": .text(text),
-            ])
+            try s.append(
+                Schema.complaintNotes,
+                [
+                    "complaint_id": c.id.value, "at": .integer(Int64(s.wall)), "author": author.map(Value.text) ?? .null, "text": .text(text),
+                ])
         }
     }
 
@@ -113,12 +121,17 @@ extension Archive {
             let view = try complaintView(try resolve(Schema.complaints, reference, s.db), s.db)
             let target = stage ?? ComplaintStage(rawValue: view.position.stage + 1)
             guard let target, target.rawValue > view.position.stage else {
-                throw ArchiveError(.invalidState, "complaint \(view.record["number"].textValue ?? "") is \(view.stage.name); it can only move forward\(view.stage == .closed ? " ('outpost complaint reopen' starts it again)" : "")")
+                throw ArchiveError(
+                    .invalidState,
+                    "complaint \(view.record["number"].textValue ?? "") is \(view.stage.name); it can only move forward\(view.stage == .closed ? " ('outpost complaint reopen' starts it again)" : "")"
+                )
             }
-            try s.append(Schema.complaintTransitions, [
-                "complaint_id": view.record.id.value, "epoch": .integer(Int64(view.position.epoch)), "stage": .integer(Int64(target.rawValue)),
-                "at": .integer(Int64(s.wall)), "site": .text(site.code),
-            ])
+            try s.append(
+                Schema.complaintTransitions,
+                [
+                    "complaint_id": view.record.id.value, "epoch": .integer(Int64(view.position.epoch)), "stage": .integer(Int64(target.rawValue)),
+                    "at": .integer(Int64(s.wall)), "site": .text(site.code),
+                ])
             return view.record.id
         }
         return try complaint(key.description)
@@ -129,12 +142,15 @@ extension Archive {
         let key = try transaction { s in
             let view = try complaintView(try resolve(Schema.complaints, reference, s.db), s.db)
             guard view.stage == .resolved || view.stage == .closed else {
-                throw ArchiveError(.invalidState, "complaint \(view.record["number"].textValue ?? "") is \(view.stage.name); only resolved or closed complaints reopen")
+                throw ArchiveError(
+                    .invalidState, "complaint \(view.record["number"].textValue ?? "") is \(view.stage.name); only resolved or closed complaints reopen")
             }
-            try s.append(Schema.complaintTransitions, [
-                "complaint_id": view.record.id.value, "epoch": .integer(Int64(view.position.epoch + 1)), "stage": .integer(0),
-                "at": .integer(Int64(s.wall)), "site": .text(site.code),
-            ])
+            try s.append(
+                Schema.complaintTransitions,
+                [
+                    "complaint_id": view.record.id.value, "epoch": .integer(Int64(view.position.epoch + 1)), "stage": .integer(0),
+                    "at": .integer(Int64(s.wall)), "site": .text(site.code),
+                ])
             return view.record.id
         }
         return try complaint(key.description)
@@ -143,7 +159,9 @@ extension Archive {
     // MARK: Claims
 
     /// Files a claim, numbered `SITE-YYYY-CL000045`.
-    public func fileClaim(customer reference: String, complaint: String? = nil, waybill: String?, claimedFen: Int64, evidence: String? = nil) throws -> ClaimView {
+    public func fileClaim(customer reference: String, complaint: String? = nil, waybill: String?, claimedFen: Int64, evidence: String? = nil) throws
+        -> ClaimView
+    {
         guard claimedFen > 0 else { throw ArchiveError(.invalidInput, "the claimed amount must be above 0") }
         let key = try transaction { s in
             let customer = try resolve(Schema.customers, reference, s.db)
@@ -151,12 +169,14 @@ extension Archive {
             let complaintKey = try complaint.map { try resolve(Schema.complaints, $0, s.db).id }
             let year = CompanyTime.year(ofMilliseconds: s.wall)
             let n = try s.nextNumber("claim-\(year)")
-            let key = try s.create(Schema.claims, [
-                "number": .text(String(format: "%@-%04d-CL%06lld", site.code, year, n)),
-                "customer_id": customer.id.value, "complaint_id": complaintKey?.value ?? .null,
-                "waybill": waybill.map(Value.text) ?? .null, "currency": .text("CNY"), "claimed_fen": .integer(claimedFen),
-                "evidence": evidence.map(Value.text) ?? .null, "filed_at": .integer(Int64(s.wall)), "branch": .text(site.code),
-            ])
+            let key = try s.create(
+                Schema.claims,
+                [
+                    "number": .text(String(format: "%@-%04d-CL%06lld", site.code, year, n)),
+                    "customer_id": customer.id.value, "complaint_id": complaintKey?.value ?? .null,
+                    "waybill": waybill.map(Value.text) ?? .null, "currency": .text("CNY"), "claimed_fen": .integer(claimedFen),
+                    "evidence": evidence.map(Value.text) ?? .null, "filed_at": .integer(Int64(s.wall)), "branch": .text(site.code),
+                ])
             try addClaimTransition(&s, key, .filed)
             return key
         }
@@ -164,10 +184,12 @@ extension Archive {
     }
 
     private func addClaimTransition(_ s: inout Session, _ claim: RecordKey, _ stage: ClaimStage, amount: Int64? = nil) throws {
-        try s.append(Schema.claimTransitions, [
-            "claim_id": claim.value, "stage": .integer(Int64(stage.rawValue)), "amount_fen": amount.map(Value.integer) ?? .null,
-            "at": .integer(Int64(s.wall)), "site": .text(site.code),
-        ])
+        try s.append(
+            Schema.claimTransitions,
+            [
+                "claim_id": claim.value, "stage": .integer(Int64(stage.rawValue)), "amount_fen": amount.map(Value.integer) ?? .null,
+                "at": .integer(Int64(s.wall)), "site": .text(site.code),
+            ])
     }
 
     public func claim(_ reference: String) throws -> ClaimView {
@@ -207,7 +229,9 @@ extension Archive {
         return try claimStep(reference, allowedFrom: [.filed, .assessing, .approved]) { s, view in
             let claimed = view.record["claimed_fen"].integerValue ?? 0
             guard amountFen <= claimed else {
-                throw ArchiveError(.invalidInput, "cannot approve \(Money.format(amountFen)): claim \(view.record["number"].textValue ?? "") asks for \(Money.format(claimed))")
+                throw ArchiveError(
+                    .invalidInput, "cannot approve \(Money.format(amountFen)): claim \(view.record["number"].textValue ?? "") asks for \(Money.format(claimed))"
+                )
             }
             try self.addClaimTransition(&s, view.record.id, .approved, amount: amountFen)
         }
@@ -215,7 +239,9 @@ extension Archive {
 
     public func rejectClaim(_ reference: String) throws -> ClaimView {
         try claimStep(reference, allowedFrom: [.filed, .assessing, .approved]) { s, view in
-            guard view.paidFen == 0 else { throw ArchiveError(.invalidState, "claim \(view.record["number"].textValue ?? "") has payments; it cannot be rejected") }
+            guard view.paidFen == 0 else {
+                throw ArchiveError(.invalidState, "claim \(view.record["number"].textValue ?? "") has payments; it cannot be rejected")
+            }
             try self.addClaimTransition(&s, view.record.id, .rejected)
         }
     }
@@ -229,15 +255,19 @@ extension Archive {
             let total = view.paidFen + amountFen
             let number = view.record["number"].textValue ?? ""
             guard total <= approved else {
-                throw ArchiveError(.refused, "paying \(Money.format(amountFen)) would bring claim \(number) to \(Money.format(total)), above its approved \(Money.format(approved))")
+                throw ArchiveError(
+                    .refused,
+                    "paying \(Money.format(amountFen)) would bring claim \(number) to \(Money.format(total)), above its approved \(Money.format(approved))")
             }
             guard total >= 0 else {
                 throw ArchiveError(.refused, "a reversal of \(Money.format(-amountFen)) exceeds the \(Money.format(view.paidFen)) paid on claim \(number)")
             }
-            try s.append(Schema.claimPayments, [
-                "claim_id": view.record.id.value, "amount_fen": .integer(amountFen), "currency": .text("CNY"),
-                "at": .integer(Int64(s.wall)), "reference": paymentReference.map(Value.text) ?? .null, "site": .text(site.code),
-            ])
+            try s.append(
+                Schema.claimPayments,
+                [
+                    "claim_id": view.record.id.value, "amount_fen": .integer(amountFen), "currency": .text("CNY"),
+                    "at": .integer(Int64(s.wall)), "reference": paymentReference.map(Value.text) ?? .null, "site": .text(site.code),
+                ])
             if total == approved && view.stage == .approved {
                 try self.addClaimTransition(&s, view.record.id, .paid)
             }

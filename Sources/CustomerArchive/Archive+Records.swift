@@ -36,7 +36,9 @@ extension JSON {
 extension Archive {
     // MARK: Reading
 
-    func fetchRecords(_ table: TableSchema, _ db: Database, where clause: String = "1", arguments: StatementArguments = [], suffix: String = "") throws -> [Record] {
+    func fetchRecords(_ table: TableSchema, _ db: Database, where clause: String = "1", arguments: StatementArguments = [], suffix: String = "") throws
+        -> [Record]
+    {
         let cols = table.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
         let head = table.kind == .registers ? "id, cl, erased" : "id, 1, 0"
         return try Row.fetchAll(db, sql: "SELECT \(head), \(cols) FROM \(table.name) WHERE \(clause) \(suffix)", arguments: arguments).map { row in
@@ -58,7 +60,8 @@ extension Archive {
             found = try fetchRecords(table, db, where: "number = ?", arguments: [reference.uppercased()])
         }
         guard let record = found.first else {
-            throw ArchiveError(.notFound, "no \(Self.noun(table)) '\(reference.prefix(40))': give its id or number ('outpost \(Self.noun(table)) list' shows them)")
+            throw ArchiveError(
+                .notFound, "no \(Self.noun(table)) '\(reference.prefix(40))': give its id or number ('outpost \(Self.noun(table)) list' shows them)")
         }
         return record
     }
@@ -236,7 +239,9 @@ extension Archive {
 
     /// Records a contact with a customer (append-only). A return visit carries satisfaction 1-5.
     @discardableResult
-    public func addContact(customer reference: String, kind: ContactKind, satisfaction: Int? = nil, summary: String? = nil, staff: String? = nil) throws -> RecordKey {
+    public func addContact(customer reference: String, kind: ContactKind, satisfaction: Int? = nil, summary: String? = nil, staff: String? = nil) throws
+        -> RecordKey
+    {
         if let satisfaction, !(1...5).contains(satisfaction) {
             throw ArchiveError(.invalidInput, "satisfaction is 1 (very unhappy) to 5 (very happy)")
         }
@@ -246,11 +251,13 @@ extension Archive {
         return try transaction { s in
             let customer = try resolve(Schema.customers, reference, s.db)
             try Self.requireWritable(customer)
-            return try s.append(Schema.contacts, [
-                "customer_id": customer.id.value, "kind": .text(kind.rawValue), "at": .integer(Int64(s.wall)),
-                "satisfaction": satisfaction.map { .integer(Int64($0)) } ?? .null,
-                "summary": summary.map(Value.text) ?? .null, "staff": staff.map(Value.text) ?? .null,
-            ])
+            return try s.append(
+                Schema.contacts,
+                [
+                    "customer_id": customer.id.value, "kind": .text(kind.rawValue), "at": .integer(Int64(s.wall)),
+                    "satisfaction": satisfaction.map { .integer(Int64($0)) } ?? .null,
+                    "summary": summary.map(Value.text) ?? .null, "staff": staff.map(Value.text) ?? .null,
+                ])
         }
     }
 

@@ -88,11 +88,16 @@ extension Archive {
     /// - Throws: `.schemaTooNew` or `.malformedChangeSet` naming the first bad change.
     public func validate(_ set: ChangeSet) throws {
         guard set.schemaVersion <= Schema.version else {
-            throw ArchiveError(.schemaTooNew, "the change set from site \(set.producer) uses schema \(set.schemaVersion), newer than this archive's \(Schema.version); upgrade Outpost on this site first")
+            throw ArchiveError(
+                .schemaTooNew,
+                "the change set from site \(set.producer) uses schema \(set.schemaVersion), newer than this archive's \(Schema.version); upgrade Outpost on this site first"
+            )
         }
         for (i, change) in set.changes.enumerated() {
             if let problem = Self.structuralProblem(change) {
-                throw ArchiveError(.malformedChangeSet, "change \(i + 1) of \(set.changes.count) from site \(set.producer) (record \(change.key)) is malformed: \(problem); nothing was applied")
+                throw ArchiveError(
+                    .malformedChangeSet,
+                    "change \(i + 1) of \(set.changes.count) from site \(set.producer) (record \(change.key)) is malformed: \(problem); nothing was applied")
             }
         }
     }
@@ -194,7 +199,9 @@ extension Archive {
             start = end
         } while start < ordered.count
         if report.refused > 0 || report.quarantined > 0 {
-            logger.notice("applied change set with refusals", metadata: ["producer": "\(set.producer)", "refused": "\(report.refused)", "quarantined": "\(report.quarantined)"])
+            logger.notice(
+                "applied change set with refusals",
+                metadata: ["producer": "\(set.producer)", "refused": "\(report.refused)", "quarantined": "\(report.quarantined)"])
         }
         return report
     }

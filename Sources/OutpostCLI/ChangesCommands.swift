@@ -4,9 +4,9 @@ import Foundation
 import Replication
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `outpost changes …`: exchanging change sets with other sites.
@@ -150,12 +150,14 @@ struct ChangesCommand: ParsableCommand {
             let archive = try storage.openArchive()
             let held = try archive.quarantined()
             if output.json {
-                return Output.json(.array(held.map {
-                    .object([
-                        "id": .int($0.id), "producer": .string($0.producer), "record": .string($0.record),
-                        "reason": .string($0.reason), "received_at": .int(Int64($0.receivedAt)),
-                    ])
-                }))
+                return Output.json(
+                    .array(
+                        held.map {
+                            .object([
+                                "id": .int($0.id), "producer": .string($0.producer), "record": .string($0.record),
+                                "reason": .string($0.reason), "received_at": .int(Int64($0.receivedAt)),
+                            ])
+                        }))
             }
             if held.isEmpty { return Output.write("no quarantined changes\n") }
             Output.table(

@@ -227,9 +227,11 @@ struct ClaimCommand: ParsableCommand {
             Output.table(
                 ["NUMBER", "STATUS", "CLAIMED", "APPROVED", "PAID", "WAYBILL"],
                 views.map { v in
-                    [ClaimOutput.label(v.record), v.stage.name + (v.overpaidFen > 0 ? " (overpaid)" : ""),
-                     Output.money(v.record["claimed_fen"]) ?? "-", v.approvedFen.map(Money.format) ?? "-",
-                     Money.format(v.paidFen), Output.text(v.record["waybill"]) ?? "-"]
+                    [
+                        ClaimOutput.label(v.record), v.stage.name + (v.overpaidFen > 0 ? " (overpaid)" : ""),
+                        Output.money(v.record["claimed_fen"]) ?? "-", v.approvedFen.map(Money.format) ?? "-",
+                        Money.format(v.paidFen), Output.text(v.record["waybill"]) ?? "-",
+                    ]
                 })
         }
     }
@@ -267,7 +269,9 @@ enum ClaimOutput {
             Output.table(
                 ["  WHEN", "STAGE", "AMOUNT", "SITE"],
                 view.transitions.sorted { a, b in
-                    [a["at"].integerValue ?? 0, a["stage"].integerValue ?? 0].lexicographicallyPrecedes([b["at"].integerValue ?? 0, b["stage"].integerValue ?? 0])
+                    [a["at"].integerValue ?? 0, a["stage"].integerValue ?? 0].lexicographicallyPrecedes([
+                        b["at"].integerValue ?? 0, b["stage"].integerValue ?? 0,
+                    ])
                 }.map { t in
                     let stage = t["stage"].integerValue.flatMap { ClaimStage(rawValue: Int($0)) }?.name ?? "?"
                     return ["  " + (Output.time(t["at"]) ?? "-"), stage, Output.money(t["amount_fen"]) ?? "", Output.text(t["site"]) ?? "-"]
@@ -278,7 +282,10 @@ enum ClaimOutput {
             Output.table(
                 ["  WHEN", "AMOUNT", "REFERENCE", "SITE"],
                 view.payments.map { p in
-                    ["  " + (Output.time(p["at"]) ?? "-"), Output.money(p["amount_fen"]) ?? "-", Output.text(p["reference"]) ?? "-", Output.text(p["site"]) ?? "-"]
+                    [
+                        "  " + (Output.time(p["at"]) ?? "-"), Output.money(p["amount_fen"]) ?? "-", Output.text(p["reference"]) ?? "-",
+                        Output.text(p["site"]) ?? "-",
+                    ]
                 })
         }
     }

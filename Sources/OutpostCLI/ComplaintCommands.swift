@@ -191,9 +191,11 @@ struct ComplaintCommand: ParsableCommand {
             Output.table(
                 ["NUMBER", "STATUS", "CATEGORY", "SEVERITY", "WAYBILL", "OPENED"],
                 views.map { v in
-                    [ComplaintOutput.label(v.record), v.stage.name, Output.text(v.record["category"]) ?? "-",
-                     Output.text(v.record["severity"]) ?? "-", Output.text(v.record["waybill"]) ?? "-",
-                     Output.time(v.record["opened_at"]) ?? "-"]
+                    [
+                        ComplaintOutput.label(v.record), v.stage.name, Output.text(v.record["category"]) ?? "-",
+                        Output.text(v.record["severity"]) ?? "-", Output.text(v.record["waybill"]) ?? "-",
+                        Output.time(v.record["opened_at"]) ?? "-",
+                    ]
                 })
         }
     }

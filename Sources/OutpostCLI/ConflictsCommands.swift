@@ -48,18 +48,20 @@ struct ConflictsCommand: ParsableCommand {
             if entries.isEmpty { return Output.write(open ? "no open conflicts\n" : "no conflicts\n") }
             var headers = ["ID", "TABLE", "RECORD", "FIELD", "WINNER", "LOSER", "RESTORED"]
             if values { headers += ["WINNING VALUE", "LOST VALUE"] }
-            Output.table(headers, entries.map { e in
-                var row = [
-                    String(e.id), e.table, e.record.description, e.field,
-                    "\(e.winnerStamp.site) \(Output.time(milliseconds: Int64(e.winnerStamp.time.milliseconds)))",
-                    "\(e.loserStamp.site) \(Output.time(milliseconds: Int64(e.loserStamp.time.milliseconds)))",
-                    e.restored ? "yes" : "no",
-                ]
-                if values {
-                    row += [Output.truncated(Output.text(e.winner) ?? "(empty)", 30), Output.truncated(Output.text(e.loser) ?? "(empty)", 30)]
-                }
-                return row
-            })
+            Output.table(
+                headers,
+                entries.map { e in
+                    var row = [
+                        String(e.id), e.table, e.record.description, e.field,
+                        "\(e.winnerStamp.site) \(Output.time(milliseconds: Int64(e.winnerStamp.time.milliseconds)))",
+                        "\(e.loserStamp.site) \(Output.time(milliseconds: Int64(e.loserStamp.time.milliseconds)))",
+                        e.restored ? "yes" : "no",
+                    ]
+                    if values {
+                        row += [Output.truncated(Output.text(e.winner) ?? "(empty)", 30), Output.truncated(Output.text(e.loser) ?? "(empty)", 30)]
+                    }
+                    return row
+                })
         }
     }
 

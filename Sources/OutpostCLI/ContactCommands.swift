@@ -76,8 +76,10 @@ struct ContactCommand: ParsableCommand {
             Output.table(
                 ["WHEN", "KIND", "SATISFACTION", "STAFF", "SUMMARY"],
                 contacts.map { c in
-                    [Output.time(c["at"]) ?? "-", Output.text(c["kind"]) ?? "-", Output.text(c["satisfaction"]) ?? "-",
-                     Output.text(c["staff"]) ?? "-", Output.truncated(Output.text(c["summary"]) ?? "", 60)]
+                    [
+                        Output.time(c["at"]) ?? "-", Output.text(c["kind"]) ?? "-", Output.text(c["satisfaction"]) ?? "-",
+                        Output.text(c["staff"]) ?? "-", Output.truncated(Output.text(c["summary"]) ?? "", 60),
+                    ]
                 })
         }
     }

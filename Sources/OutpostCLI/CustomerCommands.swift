@@ -420,8 +420,10 @@ enum CustomerOutput {
         Output.table(
             ["NUMBER", "NAME", "KIND", "BRANCH", "PHONE", "STATE"],
             records.map { r in
-                [label(r), Output.truncated(Output.text(r["name"]) ?? "-", 40), Output.text(r["kind"]) ?? "-",
-                 Output.text(r["home_branch"]) ?? "-", Output.text(r["phone"]) ?? "-", Output.state(r)]
+                [
+                    label(r), Output.truncated(Output.text(r["name"]) ?? "-", 40), Output.text(r["kind"]) ?? "-",
+                    Output.text(r["home_branch"]) ?? "-", Output.text(r["phone"]) ?? "-", Output.state(r),
+                ]
             })
     }
 }

@@ -3,9 +3,9 @@ import Foundation
 import Replication
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An error of the command line itself (bad input noticed before the archive is touched).

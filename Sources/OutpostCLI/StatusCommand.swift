@@ -28,21 +28,23 @@ struct StatusCommand: ParsableCommand {
         let last = try archive.lastSequence()
         let cursors = try archive.cursors()
         if output.json {
-            Output.json(.object([
-                "site": .string(archive.site.code),
-                "role": .string(archive.role.rawValue),
-                "headquarters": .string(archive.headquarters.code),
-                "archive": .string(archive.path),
-                "last_sequence": .int(Int64(last)),
-                "counts": .object(counts.mapValues { .int(Int64($0)) }),
-                "cursors": .array(cursors.map {
-                    .object([
-                        "peer": .string($0.peer),
-                        "received_through": .int(Int64($0.receivedThrough)),
-                        "sent_through": .int(Int64($0.sentThrough)),
-                    ])
-                }),
-            ]))
+            Output.json(
+                .object([
+                    "site": .string(archive.site.code),
+                    "role": .string(archive.role.rawValue),
+                    "headquarters": .string(archive.headquarters.code),
+                    "archive": .string(archive.path),
+                    "last_sequence": .int(Int64(last)),
+                    "counts": .object(counts.mapValues { .int(Int64($0)) }),
+                    "cursors": .array(
+                        cursors.map {
+                            .object([
+                                "peer": .string($0.peer),
+                                "received_through": .int(Int64($0.receivedThrough)),
+                                "sent_through": .int(Int64($0.sentThrough)),
+                            ])
+                        }),
+                ]))
             return
         }
         Output.fields([
@@ -53,8 +55,10 @@ struct StatusCommand: ParsableCommand {
             ("last sequence", String(last)),
         ])
         Output.write("\nrecords:\n")
-        let order = ["customers", "contacts", "complaints", "complaint_notes", "complaint_transitions",
-                     "claims", "claim_transitions", "claim_payments", "settings", "changelog", "conflicts", "quarantine"]
+        let order = [
+            "customers", "contacts", "complaints", "complaint_notes", "complaint_transitions",
+            "claims", "claim_transitions", "claim_payments", "settings", "changelog", "conflicts", "quarantine",
+        ]
         let names = order.filter { counts[$0] != nil } + counts.keys.filter { !order.contains($0) }.sorted()
         Output.fields(names.map { ($0, String(counts[$0]!)) }, indent: 2)
         Output.write("\ncursors:\n")

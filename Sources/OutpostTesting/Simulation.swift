@@ -169,10 +169,13 @@ public struct Simulation {
                     summary.erasures += 1
                 case 40..<48:
                     guard let k = pick(customers) else { break }
-                    try r.archive.addContact(customer: k.description, kind: .returnVisit, satisfaction: Int(1 + rng.next() % 5), summary: "回访 \(rng.next() % 100)")
+                    try r.archive.addContact(
+                        customer: k.description, kind: .returnVisit, satisfaction: Int(1 + rng.next() % 5), summary: "回访 \(rng.next() % 100)")
                 case 48..<56:
                     guard let k = pick(customers) else { break }
-                    let v = try r.archive.openComplaint(customer: k.description, category: pick(ComplaintCategory.allCases)!, waybill: "WB\(rng.next() % 100000)", description: "parcel \(rng.next() % 100)")
+                    let v = try r.archive.openComplaint(
+                        customer: k.description, category: pick(ComplaintCategory.allCases)!, waybill: "WB\(rng.next() % 100000)",
+                        description: "parcel \(rng.next() % 100)")
                     complaints.append(v.record.id)
                 case 56..<66:
                     guard let k = pick(complaints) else { break }
@@ -186,7 +189,8 @@ public struct Simulation {
                     }
                 case 66..<70:
                     guard let k = pick(customers) else { break }
-                    let v = try r.archive.fileClaim(customer: k.description, waybill: "WB\(rng.next() % 100000)", claimedFen: Int64(10_000 + rng.next() % 400_000))
+                    let v = try r.archive.fileClaim(
+                        customer: k.description, waybill: "WB\(rng.next() % 100000)", claimedFen: Int64(10_000 + rng.next() % 400_000))
                     claims.append(v.record.id)
                 case 70..<78:
                     guard let k = pick(claims) else { break }
@@ -247,7 +251,9 @@ public struct Simulation {
         var journaled = Set<Write>()
         for r in replicas {
             for c in try r.archive.conflicts() {
-                guard let t = Schema.tables.first(where: { $0.name == c.table }), let col = t.columns.firstIndex(where: { $0.name == c.field }) else { continue }
+                guard let t = Schema.tables.first(where: { $0.name == c.table }), let col = t.columns.firstIndex(where: { $0.name == c.field }) else {
+                    continue
+                }
                 journaled.insert(Write(table: t.id, key: c.record, column: col, value: c.loser, stamp: c.loserStamp, base: nil))
             }
         }
@@ -262,9 +268,17 @@ public struct Simulation {
             if overwrittenKnowingly.contains("\(w.table)/\(w.key)/\(w.column)/\(w.stamp)") { continue }
             // Superseded by a later write of its own site, or by a later write of the same value
             // (the merge journals no loss when the value survives).
-            if writes.contains(where: { $0.table == w.table && $0.key == w.key && $0.column == w.column && $0.stamp > w.stamp && ($0.stamp.site == w.stamp.site || $0.value == w.value) }) { continue }
+            if writes.contains(where: {
+                $0.table == w.table && $0.key == w.key && $0.column == w.column && $0.stamp > w.stamp && ($0.stamp.site == w.stamp.site || $0.value == w.value)
+            }) {
+                continue
+            }
             if journaled.contains(Write(table: w.table, key: w.key, column: w.column, value: w.value, stamp: w.stamp, base: nil)) { continue }
-            throw Failure(seed: seed, problem: "a write to \(schema.name).\(schema.columns[w.column].name) of \(w.key) stamped \(w.stamp) was lost: not the final value, not knowingly overwritten, not in any conflict journal")
+            throw Failure(
+                seed: seed,
+                problem:
+                    "a write to \(schema.name).\(schema.columns[w.column].name) of \(w.key) stamped \(w.stamp) was lost: not the final value, not knowingly overwritten, not in any conflict journal"
+            )
         }
         // 3. Erased people leave no personal value anywhere: records, change logs, journals.
         for key in erased {

@@ -17,7 +17,9 @@ public final class TemporaryDirectory: Sendable {
 
 /// Runs a program and returns its exit status, standard output and standard error.
 @discardableResult
-public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil) throws -> (
+    status: Int32, stdout: String, stderr: String
+) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = arguments

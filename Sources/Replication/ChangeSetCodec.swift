@@ -116,7 +116,8 @@ public enum ChangeSetCodec {
         var r = ByteReader(bytes, from: magic.count)
         let format = try r.byte()
         guard format == formatVersion else {
-            throw ReplicationError(.unsupportedFormat, "change-set format \(format) is not supported by this version (it reads format \(formatVersion)); upgrade Outpost")
+            throw ReplicationError(
+                .unsupportedFormat, "change-set format \(format) is not supported by this version (it reads format \(formatVersion)); upgrade Outpost")
         }
         let flags = try r.byte()
         guard flags & ~1 == 0 else { throw r.fail("unknown flags \(flags)") }

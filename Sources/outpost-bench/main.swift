@@ -26,7 +26,9 @@ struct Options {
 }
 
 let options = Options()
-let fields = ["name", "contact_person", "phone", "email", "address", "region", "industry", "home_branch", "account_manager", "shipments", "revenue_fen", "credit_rating"]
+let fields = [
+    "name", "contact_person", "phone", "email", "address", "region", "industry", "home_branch", "account_manager", "shipments", "revenue_fen", "credit_rating",
+]
 let columns = fields.map { Schema.customers.column($0) }
 
 func realisticValue(_ field: String, _ i: Int, _ rng: inout SplitMix64) -> Value {
@@ -96,7 +98,9 @@ let createSet = ChangeSet(producer: producer, schemaVersion: 1, after: 0, throug
 let raw = try ChangeSetCodec.encode(createSet, compress: false)
 let compressed = try ChangeSetCodec.encode(createSet)
 print("change-set size for \(fieldChanges) field changes (\(options.customers) new customers × \(fields.count) fields):")
-print("  raw \(raw.count) B = \(fmt(Double(raw.count) / Double(fieldChanges))) B/field change; zlib \(compressed.count) B = \(fmt(Double(compressed.count) / Double(fieldChanges))) B/field change")
+print(
+    "  raw \(raw.count) B = \(fmt(Double(raw.count) / Double(fieldChanges))) B/field change; zlib \(compressed.count) B = \(fmt(Double(compressed.count) / Double(fieldChanges))) B/field change"
+)
 
 let env = ManualEnvironment(now: t0 + 10_000_000)
 let hq = try Archive.create(at: dir.file("hq.sqlite"), site: .headquarters, role: .hq, environment: env.environment)
@@ -118,7 +122,9 @@ let plainInsert = try time {
 }
 let decoded = try ChangeSetCodec.decode(compressed)
 let archiveInsert = try time { try hq.apply(decoded, options: ApplyOptions(checkDrift: false, batchSize: batch * 2)) }
-print("apply new records: plain SQLite \(fmt(plainInsert)) s (\(Int(Double(fieldChanges) / plainInsert)) fields/s), archive \(fmt(archiveInsert)) s (\(Int(Double(fieldChanges) / archiveInsert)) fields/s) → ratio \(fmt(plainInsert / archiveInsert))× (goal ≥ 0.5×)")
+print(
+    "apply new records: plain SQLite \(fmt(plainInsert)) s (\(Int(Double(fieldChanges) / plainInsert)) fields/s), archive \(fmt(archiveInsert)) s (\(Int(Double(fieldChanges) / archiveInsert)) fields/s) → ratio \(fmt(plainInsert / archiveInsert))× (goal ≥ 0.5×)"
+)
 
 // MARK: 2. Overwrites, half winning
 var overwrites: [Change] = []
@@ -129,7 +135,8 @@ for i in 0..<options.customers {
     let values = fields.map { realisticValue($0, i, &rng) }
     if wins { newRows[i] = values }
     let stamp = Stamp(time: Timestamp(milliseconds: ms, counter: 0), site: try SiteID("BJ01"))
-    overwrites.append(Change(table: Schema.customers.id, key: keys[i], stamp: stamp, body: .fields(zip(columns, values).map { FieldWrite(column: $0, value: $1) })))
+    overwrites.append(
+        Change(table: Schema.customers.id, key: keys[i], stamp: stamp, body: .fields(zip(columns, values).map { FieldWrite(column: $0, value: $1) })))
 }
 overwrites.shuffle(using: &rng)  // arrival order is not key order
 let overwriteSet = ChangeSet(producer: try SiteID("BJ01"), schemaVersion: 1, after: 0, through: UInt64(overwrites.count), changes: overwrites)
@@ -151,7 +158,9 @@ let plainUpdate = try time {
 }
 var overwriteReport = ApplyReport()
 let archiveUpdate = try time { overwriteReport = try hq.apply(overwriteSet, options: ApplyOptions(checkDrift: false, batchSize: batch * 2)) }
-print("apply overwrites (half win, \(overwriteReport.conflicts) conflicts journaled): plain UPDATE \(fmt(plainUpdate)) s, archive \(fmt(archiveUpdate)) s → ratio \(fmt(plainUpdate / archiveUpdate))× (goal ≥ 0.5×)")
+print(
+    "apply overwrites (half win, \(overwriteReport.conflicts) conflicts journaled): plain UPDATE \(fmt(plainUpdate)) s, archive \(fmt(archiveUpdate)) s → ratio \(fmt(plainUpdate / archiveUpdate))× (goal ≥ 0.5×)"
+)
 
 // MARK: 3. Local writes with capture, one per transaction as at the counter
 let localEnv = ManualEnvironment(now: t0)
@@ -175,7 +184,9 @@ let archiveLocalTime = try time {
         _ = try branch.addCustomer(f)
     }
 }
-print("local writes, one per transaction (\(n)): plain \(fmt(plainLocalTime)) s, archive with capture \(fmt(archiveLocalTime)) s → overhead \(fmt(archiveLocalTime / plainLocalTime))× (goal ≤ 1.3×)")
+print(
+    "local writes, one per transaction (\(n)): plain \(fmt(plainLocalTime)) s, archive with capture \(fmt(archiveLocalTime)) s → overhead \(fmt(archiveLocalTime / plainLocalTime))× (goal ≤ 1.3×)"
+)
 
 extension Value {
     var sqlValue: DatabaseValue {

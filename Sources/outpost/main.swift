@@ -1,2 +1,3 @@
 import OutpostCLI
+
 OutpostCommand.main()

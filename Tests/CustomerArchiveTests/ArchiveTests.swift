@@ -137,7 +137,9 @@ struct ArchiveTests {
         let a = try sites.make("SH01")
         let b = try sites.make("BJ01")
         let secrets = ["张三丰测试员", "13912345678", "zhang.secret@example.com", "南京西路一千号", "私人回访记录", "投诉描述秘密", "跟进备注秘密"]
-        let c = try a.addCustomer(["name": .text(secrets[0]), "phone": .text(secrets[1]), "email": .text(secrets[2]), "address": .text(secrets[3]), "revenue_fen": .integer(123_456)])
+        let c = try a.addCustomer([
+            "name": .text(secrets[0]), "phone": .text(secrets[1]), "email": .text(secrets[2]), "address": .text(secrets[3]), "revenue_fen": .integer(123_456),
+        ])
         try a.addContact(customer: c.id.description, kind: .visit, summary: secrets[4])
         let complaint = try a.openComplaint(customer: c.id.description, category: .damaged, waybill: "WB9", description: secrets[5])
         try a.noteComplaint(complaint.record.id.description, text: secrets[6])
@@ -190,22 +192,28 @@ struct ArchiveTests {
         #expect(try hq.canonicalDump() == before, "a rejected set writes nothing, not even its good part")
 
         // A branch forging settings, and approving above the threshold, is refused change by change.
-        let forged = ChangeSet(producer: a.site, schemaVersion: 1, after: 0, through: 0, changes: [
-            Change(table: 9, key: RecordKey.wellKnown(1), stamp: stamp, body: .fields([FieldWrite(column: 0, value: .integer(1))])),
-            Change(table: 7, key: RecordKey(high: 2, low: 2), stamp: stamp, body: .append([
-                ColumnValue(column: 0, value: .blob(RecordKey(high: 3, low: 3).bytes)), ColumnValue(column: 1, value: .integer(2)),
-                ColumnValue(column: 2, value: .integer(9_000_000)),
-            ])),
-        ])
+        let forged = ChangeSet(
+            producer: a.site, schemaVersion: 1, after: 0, through: 0,
+            changes: [
+                Change(table: 9, key: RecordKey.wellKnown(1), stamp: stamp, body: .fields([FieldWrite(column: 0, value: .integer(1))])),
+                Change(
+                    table: 7, key: RecordKey(high: 2, low: 2), stamp: stamp,
+                    body: .append([
+                        ColumnValue(column: 0, value: .blob(RecordKey(high: 3, low: 3).bytes)), ColumnValue(column: 1, value: .integer(2)),
+                        ColumnValue(column: 2, value: .integer(9_000_000)),
+                    ])),
+            ])
         let report = try hq.apply(forged)
         #expect(report.refused == 2 && report.applied == 0)
         #expect(try hq.canonicalDump() == before)
 
         // A change stamped an hour ahead by the site that sends it is quarantined, then released.
         let ahead = Stamp(time: Timestamp(milliseconds: sites.environment.now + 3_600_000, counter: 0), site: a.site)
-        let skewed = ChangeSet(producer: a.site, schemaVersion: 1, after: 0, through: 0, changes: [
-            Change(table: 2, key: RecordKey(high: 4, low: 4), stamp: ahead, body: .append([ColumnValue(column: 1, value: .text("call"))])),
-        ])
+        let skewed = ChangeSet(
+            producer: a.site, schemaVersion: 1, after: 0, through: 0,
+            changes: [
+                Change(table: 2, key: RecordKey(high: 4, low: 4), stamp: ahead, body: .append([ColumnValue(column: 1, value: .text("call"))]))
+            ])
         #expect(try hq.apply(skewed).quarantined == 1)
         #expect(try hq.canonicalDump() == before)
         let held = try hq.quarantined()

@@ -39,7 +39,9 @@ struct SimulationTests {
                 if failures.count >= 3 { break }
             }
         }
-        print("simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures")
+        print(
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures"
+        )
         for f in failures {
             print(f)
             Issue.record(Comment(rawValue: f))

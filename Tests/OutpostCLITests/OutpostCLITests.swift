@@ -81,7 +81,9 @@ struct OutpostCLITests {
     @Test("init rejects a bad site code or role and creates nothing")
     func initValidates() throws {
         let sandbox = try Sandbox()
-        for arguments in [["--site", "1BAD", "--role", "branch"], ["--site", "SH01", "--role", "boss"], ["--site", "SH01", "--role", "branch", "--hq-site", "SH01"]] {
+        for arguments in [
+            ["--site", "1BAD", "--role", "branch"], ["--site", "SH01", "--role", "boss"], ["--site", "SH01", "--role", "branch", "--hq-site", "SH01"],
+        ] {
             let site = sandbox.site("bad-\(UUID().uuidString)")
             let result = try site.run(["init"] + arguments)
             #expect(result.status == 1, "\(arguments): \(result)")
@@ -199,7 +201,8 @@ struct OutpostCLITests {
         let sandbox = try Sandbox()
         let site = try sandbox.initializedSite("SH01")
         try site.ok("customer", "add", "--name", "上海物流有限公司")
-        let opened = try site.object("complaint", "open", "--customer", "SH01-C-000001", "--category", "late", "--waybill", "SF1234567890", "--severity", "high")
+        let opened = try site.object(
+            "complaint", "open", "--customer", "SH01-C-000001", "--category", "late", "--waybill", "SF1234567890", "--severity", "high")
         let number = try #require(opened["number"] as? String)
         #expect(number.hasPrefix("SH01-"))
         #expect(opened["status"] as? String == "received")
@@ -314,7 +317,8 @@ struct OutpostCLITests {
         try branch.ok("contact", "add", "--customer", "SH01-C-000001", "--kind", "visit")
         let complaint = try #require(try branch.object("complaint", "open", "--customer", "SH01-C-000001", "--category", "lost")["number"] as? String)
         try branch.ok("complaint", "advance", complaint)
-        let claim = try #require(try branch.object("claim", "file", "--customer", "SH01-C-000001", "--complaint", complaint, "--amount", "8000")["number"] as? String)
+        let claim = try #require(
+            try branch.object("claim", "file", "--customer", "SH01-C-000001", "--complaint", complaint, "--amount", "8000")["number"] as? String)
         try hq.ok("customer", "add", "--name", "北京物流")
         try hq.ok("settings", "approval-threshold", "7000")
 

@@ -57,7 +57,9 @@ struct CodecTests {
         newer[4] = 9
         #expect { try ChangeSetCodec.decode(newer) } throws: { ($0 as? ReplicationError)?.code == .unsupportedFormat }
         let big = try ChangeSetCodec.encode(Self.sampleSet(seed: 1, count: 200))
-        #expect { try ChangeSetCodec.decode(big, limits: CodecLimits(maximumEncodedBytes: 100)) } throws: { ($0 as? ReplicationError)?.code == .changeSetTooLarge }
+        #expect { try ChangeSetCodec.decode(big, limits: CodecLimits(maximumEncodedBytes: 100)) } throws: {
+            ($0 as? ReplicationError)?.code == .changeSetTooLarge
+        }
         #expect { try ChangeSetCodec.decode(big, limits: CodecLimits(maximumBodyBytes: 100)) } throws: { ($0 as? ReplicationError)?.code == .changeSetTooLarge }
     }
 }

@@ -113,9 +113,13 @@ struct MergeLawTests {
     func erasureWins() {
         let rules = TableRules(id: 1, kind: .registers, columnCount: 2, personalColumns: [0])
         let hq = SiteID.headquarters
-        let before = Change(table: 1, key: RecordKey(high: 0, low: 1), stamp: Stamp(time: Timestamp(milliseconds: 1, counter: 0), site: hq), body: .fields([FieldWrite(column: 0, value: .text("x")), FieldWrite(column: 1, value: .integer(5))]))
+        let before = Change(
+            table: 1, key: RecordKey(high: 0, low: 1), stamp: Stamp(time: Timestamp(milliseconds: 1, counter: 0), site: hq),
+            body: .fields([FieldWrite(column: 0, value: .text("x")), FieldWrite(column: 1, value: .integer(5))]))
         let erase = Change(table: 1, key: before.key, stamp: Stamp(time: Timestamp(milliseconds: 2, counter: 0), site: hq), body: .erase)
-        let after = Change(table: 1, key: before.key, stamp: Stamp(time: Timestamp(milliseconds: 3, counter: 0), site: hq), body: .fields([FieldWrite(column: 0, value: .text("y"))]))
+        let after = Change(
+            table: 1, key: before.key, stamp: Stamp(time: Timestamp(milliseconds: 3, counter: 0), site: hq),
+            body: .fields([FieldWrite(column: 0, value: .text("y"))]))
         for order in [[before, erase, after], [after, erase, before], [erase, after, before]] {
             var s = RecordState(columnCount: 2)
             for c in order { _ = s.merge(c, rules: rules) }

@@ -177,12 +177,15 @@ struct Session {
         let updates = (["hlc", "origin"] + table.columns.map { "\"\($0.name)\"" }).map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
         // Keys are random, so two different rows under one key means a forged change: keep the
         // one with the larger stamp, the same choice on every site.
-        let stmt = try db.cachedStatement(sql: """
-            INSERT INTO \(table.name)(\(names)) VALUES (\(marks))
-            ON CONFLICT(id) DO UPDATE SET \(updates)
-            WHERE excluded.hlc > hlc OR (excluded.hlc = hlc AND excluded.origin > origin)
-            """)
-        var args: [DatabaseValue] = [change.key.data.databaseValue, Int64(bitPattern: change.stamp.time.rawValue).databaseValue, change.stamp.site.code.databaseValue]
+        let stmt = try db.cachedStatement(
+            sql: """
+                INSERT INTO \(table.name)(\(names)) VALUES (\(marks))
+                ON CONFLICT(id) DO UPDATE SET \(updates)
+                WHERE excluded.hlc > hlc OR (excluded.hlc = hlc AND excluded.origin > origin)
+                """)
+        var args: [DatabaseValue] = [
+            change.key.data.databaseValue, Int64(bitPattern: change.stamp.time.rawValue).databaseValue, change.stamp.site.code.databaseValue,
+        ]
         args += values.map(\.databaseValue)
         try stmt.execute(arguments: StatementArguments(args))
         guard db.changesCount > 0 else {
@@ -208,10 +211,11 @@ struct Session {
     }
 
     mutating func journal(_ conflict: Conflict, table: TableSchema, key: RecordKey) throws {
-        let stmt = try db.cachedStatement(sql: """
-            INSERT INTO conflicts(tbl, key, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site, seen_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
+        let stmt = try db.cachedStatement(
+            sql: """
+                INSERT INTO conflicts(tbl, key, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site, seen_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
         try stmt.execute(arguments: [
             Int64(table.id), key.data, conflict.column,
             conflict.winner.value.databaseValue, Int64(bitPattern: conflict.winner.stamp.time.rawValue), conflict.winner.stamp.site.code,
@@ -224,8 +228,9 @@ struct Session {
 
     mutating func isCustomerErased(_ key: RecordKey) throws -> Bool {
         if let known = erasedCustomers[key] { return known }
-        let erased = try Int64.fetchOne(
-            db, sql: "SELECT erased FROM customers WHERE id = ?", arguments: [key.data]) ?? 0
+        let erased =
+            try Int64.fetchOne(
+                db, sql: "SELECT erased FROM customers WHERE id = ?", arguments: [key.data]) ?? 0
         erasedCustomers[key] = erased != 0
         return erased != 0
     }
@@ -303,7 +308,9 @@ struct Session {
         for row in held {
             let id: Int64 = row[0]
             var set = try ChangeSetCodec.decode([UInt8](row[1] as Data))
-            set.changes = set.changes.compactMap { c in Self.strip(c.body, personal: personal).map { Change(table: c.table, key: c.key, stamp: c.stamp, body: $0) } }
+            set.changes = set.changes.compactMap { c in
+                Self.strip(c.body, personal: personal).map { Change(table: c.table, key: c.key, stamp: c.stamp, body: $0) }
+            }
             try db.execute(sql: "UPDATE quarantine SET change = ? WHERE id = ?", arguments: [Data(try ChangeSetCodec.encode(set)), id])
         }
     }

@@ -1,6 +1,6 @@
 import GRDB
-import Synchronization
 import Replication
+import Synchronization
 
 /// Maps site codes to the small integers that packed clocks and the change log store.
 ///
@@ -47,4 +47,3 @@ final class SiteTable: Sendable {
         }
     }
 }
-

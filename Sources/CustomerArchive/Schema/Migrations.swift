@@ -12,32 +12,33 @@ enum Migrations {
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
         m.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID;
-                CREATE TABLE sites (idx INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE);
-                CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
-                CREATE TABLE changelog (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    tbl INTEGER NOT NULL, key BLOB NOT NULL, kind INTEGER NOT NULL,
-                    hlc INTEGER NOT NULL, site INTEGER NOT NULL, body BLOB NOT NULL);
-                CREATE INDEX changelog_key ON changelog(key);
-                CREATE TABLE conflicts (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    tbl INTEGER NOT NULL, key BLOB NOT NULL, col INTEGER NOT NULL,
-                    winner_value, winner_hlc INTEGER NOT NULL, winner_site TEXT NOT NULL,
-                    loser_value, loser_hlc INTEGER NOT NULL, loser_site TEXT NOT NULL,
-                    seen_at INTEGER NOT NULL, restored_at INTEGER);
-                CREATE INDEX conflicts_key ON conflicts(key);
-                CREATE TABLE cursors (
-                    peer TEXT PRIMARY KEY NOT NULL,
-                    received_through INTEGER NOT NULL DEFAULT 0,
-                    sent_through INTEGER NOT NULL DEFAULT 0,
-                    last_seen INTEGER) WITHOUT ROWID;
-                CREATE TABLE quarantine (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    received_at INTEGER NOT NULL, producer TEXT NOT NULL, tbl INTEGER NOT NULL, key BLOB NOT NULL,
-                    reason TEXT NOT NULL, change BLOB NOT NULL);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID;
+                    CREATE TABLE sites (idx INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE);
+                    CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+                    CREATE TABLE changelog (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        tbl INTEGER NOT NULL, key BLOB NOT NULL, kind INTEGER NOT NULL,
+                        hlc INTEGER NOT NULL, site INTEGER NOT NULL, body BLOB NOT NULL);
+                    CREATE INDEX changelog_key ON changelog(key);
+                    CREATE TABLE conflicts (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        tbl INTEGER NOT NULL, key BLOB NOT NULL, col INTEGER NOT NULL,
+                        winner_value, winner_hlc INTEGER NOT NULL, winner_site TEXT NOT NULL,
+                        loser_value, loser_hlc INTEGER NOT NULL, loser_site TEXT NOT NULL,
+                        seen_at INTEGER NOT NULL, restored_at INTEGER);
+                    CREATE INDEX conflicts_key ON conflicts(key);
+                    CREATE TABLE cursors (
+                        peer TEXT PRIMARY KEY NOT NULL,
+                        received_through INTEGER NOT NULL DEFAULT 0,
+                        sent_through INTEGER NOT NULL DEFAULT 0,
+                        last_seen INTEGER) WITHOUT ROWID;
+                    CREATE TABLE quarantine (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        received_at INTEGER NOT NULL, producer TEXT NOT NULL, tbl INTEGER NOT NULL, key BLOB NOT NULL,
+                        reason TEXT NOT NULL, change BLOB NOT NULL);
+                    """)
             for table in Schema.tables {
                 let columns = table.columns.map { c -> String in
                     switch c.type {
@@ -48,38 +49,42 @@ enum Migrations {
                 }.joined(separator: ", ")
                 switch table.kind {
                 case .registers:
-                    try db.execute(sql: """
-                        CREATE TABLE \(table.name) (
-                            id BLOB PRIMARY KEY NOT NULL, cl INTEGER NOT NULL, erased INTEGER NOT NULL,
-                            clocks BLOB NOT NULL, \(columns)) WITHOUT ROWID
-                        """)
+                    try db.execute(
+                        sql: """
+                            CREATE TABLE \(table.name) (
+                                id BLOB PRIMARY KEY NOT NULL, cl INTEGER NOT NULL, erased INTEGER NOT NULL,
+                                clocks BLOB NOT NULL, \(columns)) WITHOUT ROWID
+                            """)
                 case .appendOnly:
-                    try db.execute(sql: """
-                        CREATE TABLE \(table.name) (
-                            id BLOB PRIMARY KEY NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL,
-                            \(columns)) WITHOUT ROWID
-                        """)
+                    try db.execute(
+                        sql: """
+                            CREATE TABLE \(table.name) (
+                                id BLOB PRIMARY KEY NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL,
+                                \(columns)) WITHOUT ROWID
+                            """)
                 }
             }
-            try db.execute(sql: """
-                CREATE INDEX customers_number ON customers(number);
-                CREATE INDEX contacts_customer ON contacts(customer_id);
-                CREATE INDEX complaints_customer ON complaints(customer_id);
-                CREATE INDEX complaints_number ON complaints(number);
-                CREATE INDEX complaint_notes_complaint ON complaint_notes(complaint_id);
-                CREATE INDEX complaint_transitions_complaint ON complaint_transitions(complaint_id);
-                CREATE INDEX claims_customer ON claims(customer_id);
-                CREATE INDEX claims_number ON claims(number);
-                CREATE INDEX claim_transitions_claim ON claim_transitions(claim_id);
-                CREATE INDEX claim_payments_claim ON claim_payments(claim_id);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE INDEX customers_number ON customers(number);
+                    CREATE INDEX contacts_customer ON contacts(customer_id);
+                    CREATE INDEX complaints_customer ON complaints(customer_id);
+                    CREATE INDEX complaints_number ON complaints(number);
+                    CREATE INDEX complaint_notes_complaint ON complaint_notes(complaint_id);
+                    CREATE INDEX complaint_transitions_complaint ON complaint_transitions(complaint_id);
+                    CREATE INDEX claims_customer ON claims(customer_id);
+                    CREATE INDEX claims_number ON claims(number);
+                    CREATE INDEX claim_transitions_claim ON claim_transitions(claim_id);
+                    CREATE INDEX claim_payments_claim ON claim_payments(claim_id);
+                    """)
             let guarded = Schema.tables.map(\.name) + ["changelog", "conflicts", "quarantine"]
             for name in guarded {
                 for event in ["INSERT", "UPDATE", "DELETE"] {
-                    try db.execute(sql: """
-                        CREATE TRIGGER \(name)_guard_\(event.lowercased()) BEFORE \(event) ON \(name)
-                        BEGIN SELECT \(guardFunction)(); END
-                        """)
+                    try db.execute(
+                        sql: """
+                            CREATE TRIGGER \(name)_guard_\(event.lowercased()) BEFORE \(event) ON \(name)
+                            BEGIN SELECT \(guardFunction)(); END
+                            """)
                 }
             }
         }

@@ -180,7 +180,7 @@ package enum Schema {
     package static let settings = TableSchema(
         id: 9, name: "settings", kind: .registers,
         columns: [
-            .init("approval_threshold_fen", .integer),
+            .init("approval_threshold_fen", .integer)
         ])
 
     package static let settingsKey = RecordKey.wellKnown(1)

@@ -32,7 +32,8 @@ enum Zlib {
             }
         }
         guard rc == Z_OK, Int(destLength) == expectedLength else {
-            throw ReplicationError(.malformedChangeSet, "malformed change set: compressed body does not inflate to its declared \(expectedLength) bytes (zlib code \(rc))")
+            throw ReplicationError(
+                .malformedChangeSet, "malformed change set: compressed body does not inflate to its declared \(expectedLength) bytes (zlib code \(rc))")
         }
         if expectedLength == 0 { return [] }
         return out
