@@ -171,6 +171,8 @@ extension Archive {
             let isLast = end == ordered.count
             report += try transaction { session in
                 let threshold = try approvalThreshold(session.db)
+                var accepted: [Change] = []
+                accepted.reserveCapacity(batch.count)
                 for change in batch {
                     if let reason = Self.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: threshold) {
                         session.report.refused += 1
@@ -188,7 +190,15 @@ extension Archive {
                     if change.stamp.time.milliseconds <= session.wall + session.clock.maximumDrift {
                         session.clock.observe(change.stamp.time)
                     }
-                    try session.merge(change)
+                    accepted.append(change)
+                }
+                // Changes to one record are adjacent after sorting: read and write its row once.
+                var i = 0
+                while i < accepted.count {
+                    var j = i + 1
+                    while j < accepted.count && accepted[j].table == accepted[i].table && accepted[j].key == accepted[i].key { j += 1 }
+                    try session.merge(accepted[i..<j])
+                    i = j
                 }
                 if isLast && options.advanceCursor {
                     session.report.cursorAdvanced = try advanceReceiveCursor(session.db, peer: set.producer, after: set.after, through: set.through)

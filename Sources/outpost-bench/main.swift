@@ -135,8 +135,13 @@ for i in 0..<options.customers {
     let values = fields.map { realisticValue($0, i, &rng) }
     if wins { newRows[i] = values }
     let stamp = Stamp(time: Timestamp(milliseconds: ms, counter: 0), site: try SiteID("BJ01"))
+    // The winning half are edits made knowing the current value (their base is its stamp), as at
+    // a branch that had synced; the losing half are stale concurrent edits, journaled.
+    let base: Stamp? = wins ? Stamp(time: Timestamp(milliseconds: t0 + UInt64(i), counter: 0), site: producer) : nil
     overwrites.append(
-        Change(table: Schema.customers.id, key: keys[i], stamp: stamp, body: .fields(zip(columns, values).map { FieldWrite(column: $0, value: $1) })))
+        Change(
+            table: Schema.customers.id, key: keys[i], stamp: stamp,
+            body: .fields(zip(columns, values).map { FieldWrite(column: $0, value: $1, base: base) })))
 }
 overwrites.shuffle(using: &rng)  // arrival order is not key order
 let overwriteSet = ChangeSet(producer: try SiteID("BJ01"), schemaVersion: 1, after: 0, through: UInt64(overwrites.count), changes: overwrites)

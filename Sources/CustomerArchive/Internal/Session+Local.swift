@@ -21,8 +21,11 @@ extension Session {
         let key = core.newKey()
         let stamp = nextStamp()
         let writes = try values(table, fields).map { FieldWrite(column: $0.0, value: $0.1) }
-        try merge(Change(table: table.id, key: key, stamp: stamp, body: .existence(causalLength: 1)), knownAbsent: true)
-        try merge(Change(table: table.id, key: key, stamp: stamp, body: .fields(writes)))
+        try merge(
+            [
+                Change(table: table.id, key: key, stamp: stamp, body: .existence(causalLength: 1)),
+                Change(table: table.id, key: key, stamp: stamp, body: .fields(writes)),
+            ], knownAbsent: true)
         return key
     }
 
@@ -87,9 +90,8 @@ extension Session {
     /// The next human number for a kind of record, e.g. `SH01-2026-000123`. Counters are local
     /// to the site and the site code is in the number, so numbers never collide.
     mutating func nextNumber(_ counter: String) throws -> Int64 {
-        try db.execute(
-            sql: "INSERT INTO counters(name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1",
-            arguments: [counter])
-        return try Int64.fetchOne(db, sql: "SELECT value FROM counters WHERE name = ?", arguments: [counter]) ?? 1
+        try Int64.fetchOne(
+            db, sql: "INSERT INTO counters(name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+            arguments: [counter]) ?? 1
     }
 }

@@ -80,38 +80,28 @@ struct Session {
     // MARK: Rows
 
     func load(_ table: TableSchema, _ key: RecordKey) throws -> RecordState? {
-        let cols = table.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
-        let stmt = try db.cachedStatement(sql: "SELECT cl, erased, clocks, \(cols) FROM \(table.name) WHERE id = ?")
-        guard let row = try Row.fetchOne(stmt, arguments: [key.data]) else { return nil }
-        let cl: Int64 = row[0]
-        let erased: Int64 = row[1]
-        let clocks: Data = row[2]
+        var stmt = RawStatement(try db.cachedStatement(sql: table.sql.select))
+        stmt.bind(key)
+        guard try stmt.step(db) else { return nil }
+        defer { stmt.done() }
         let registers = try PackedClocks.decode(
-            [UInt8](clocks), columnCount: table.columns.count,
-            value: { Value(row[3 + $0] as DatabaseValue) },
+            stmt.bytes(2), columnCount: table.columns.count,
+            value: { stmt.value(Int32(3 + $0)) },
             site: { try site(at: $0) })
-        return RecordState(registers: registers, causalLength: UInt64(cl), erased: erased != 0)
+        return RecordState(registers: registers, causalLength: UInt64(stmt.int64(0)), erased: stmt.int64(1) != 0)
     }
 
     mutating func store(_ table: TableSchema, _ key: RecordKey, _ state: RecordState, exists: Bool) throws {
         var pending = pendingSites
         let clocks = try PackedClocks.encode(state.registers) { try core.sites.index(of: $0, in: db, pending: &pending) }
         pendingSites = pending
-        var args: [DatabaseValue] = [
-            Int64(state.causalLength).databaseValue, (state.erased ? 1 : 0).databaseValue, Data(clocks).databaseValue,
-        ]
-        for r in state.registers { args.append(r?.value.databaseValue ?? .null) }
-        args.append(key.data.databaseValue)
-        if exists {
-            let sets = (["cl", "erased", "clocks"] + table.columns.map { "\"\($0.name)\"" }).map { "\($0) = ?" }.joined(separator: ", ")
-            let stmt = try db.cachedStatement(sql: "UPDATE \(table.name) SET \(sets) WHERE id = ?")
-            try stmt.execute(arguments: StatementArguments(args))
-        } else {
-            let names = (["cl", "erased", "clocks"] + table.columns.map { "\"\($0.name)\"" } + ["id"]).joined(separator: ", ")
-            let marks = Array(repeating: "?", count: args.count).joined(separator: ", ")
-            let stmt = try db.cachedStatement(sql: "INSERT INTO \(table.name)(\(names)) VALUES (\(marks))")
-            try stmt.execute(arguments: StatementArguments(args))
-        }
+        var stmt = RawStatement(try db.cachedStatement(sql: exists ? table.sql.update : table.sql.insert))
+        stmt.bind(Int64(state.causalLength))
+        stmt.bind(state.erased ? 1 : 0)
+        stmt.bind(bytes: clocks)
+        for r in state.registers { stmt.bind(r?.value ?? .null) }
+        stmt.bind(key)
+        try stmt.run(db)
     }
 
     // MARK: Merge
@@ -123,46 +113,71 @@ struct Session {
     ///   - knownAbsent: the row cannot exist yet (a key just made here): skip the lookup.
     @discardableResult
     mutating func merge(_ change: Change, log: Bool = true, knownAbsent: Bool = false) throws -> Bool {
-        guard let table = Schema.table(change.table) else { return false }
+        try merge(CollectionOfOne(change), log: log, knownAbsent: knownAbsent)
+    }
+
+    /// Merges changes to one record (same table and key) with one read and one write of its row.
+    @discardableResult
+    mutating func merge(_ changes: some Collection<Change>, log: Bool = true, knownAbsent: Bool = false) throws -> Bool {
+        guard let first = changes.first, let table = Schema.table(first.table) else { return false }
         switch table.kind {
         case .appendOnly:
-            return try mergeAppend(change, table: table, log: log)
+            var any = false
+            for change in changes where try mergeAppend(change, table: table, log: log) { any = true }
+            return any
         case .registers:
-            return try mergeRegisters(change, table: table, log: log, knownAbsent: knownAbsent)
+            return try mergeRegisters(changes, table: table, key: first.key, log: log, knownAbsent: knownAbsent)
         }
     }
 
-    private mutating func mergeRegisters(_ change: Change, table: TableSchema, log: Bool, knownAbsent: Bool) throws -> Bool {
-        let existing = knownAbsent ? nil : try load(table, change.key)
+    private mutating func mergeRegisters(
+        _ changes: some Collection<Change>, table: TableSchema, key: RecordKey, log: Bool, knownAbsent: Bool
+    ) throws -> Bool {
+        let existing = knownAbsent ? nil : try load(table, key)
         var state = existing ?? RecordState(columnCount: table.columns.count)
-        let outcome = state.merge(change, rules: table.rules)
+        var changed = false
+        var erasedNow = false
+        var conflicts: [Conflict] = []
+        var applied: [Change] = []
+        for change in changes {
+            let outcome = state.merge(change, rules: table.rules)
+            conflicts += outcome.conflicts
+            if let body = outcome.applied {
+                changed = true
+                applied.append(Change(table: table.id, key: key, stamp: change.stamp, body: body))
+                if case .erase = body, table.id == Schema.customers.id { erasedNow = true }
+                report.applied += 1
+            } else {
+                report.unchanged += 1
+            }
+        }
         var derivedErase = false
         if !state.erased, table.id == Schema.complaints.id || table.id == Schema.claims.id,
             let owner = state.registers[table.column("customer_id")]?.value.keyValue,
             try isCustomerErased(owner)
         {
-            _ = state.merge(Change(table: table.id, key: change.key, stamp: change.stamp, body: .erase), rules: table.rules)
+            let stamp = changes.first!.stamp
+            _ = state.merge(Change(table: table.id, key: key, stamp: stamp, body: .erase), rules: table.rules)
             derivedErase = true
         }
-        if outcome.applied != nil || derivedErase {
-            try store(table, change.key, state, exists: existing != nil)
+        if changed || derivedErase {
+            try store(table, key, state, exists: existing != nil)
         }
-        if let applied = outcome.applied, log {
-            try appendLog(Change(table: table.id, key: change.key, stamp: change.stamp, body: applied))
+        if log {
+            for change in applied { try appendLog(change) }
         }
-        for conflict in outcome.conflicts {
-            try journal(conflict, table: table, key: change.key)
+        for conflict in conflicts {
+            try journal(conflict, table: table, key: key)
         }
-        if table.id == Schema.customers.id, case .erase = outcome.applied {
-            erasedCustomers[change.key] = true
-            try cascadeErasure(ofCustomer: change.key)
+        report.conflicts += conflicts.count
+        if erasedNow {
+            erasedCustomers[key] = true
+            try cascadeErasure(ofCustomer: key)
         }
         if derivedErase {
-            try scrubDependents(ofRecord: change.key, table: table)
+            try scrubDependents(ofRecord: key, table: table)
         }
-        if outcome.applied != nil { report.applied += 1 } else { report.unchanged += 1 }
-        report.conflicts += outcome.conflicts.count
-        return outcome.applied != nil
+        return changed
     }
 
     private mutating func mergeAppend(_ change: Change, table: TableSchema, log: Bool) throws -> Bool {
@@ -172,22 +187,12 @@ struct Session {
         if try isOwnerErased(table: table, values: values) {
             for c in table.rules.personalColumns { values[c] = .null }
         }
-        let names = (["id", "hlc", "origin"] + table.columns.map { "\"\($0.name)\"" }).joined(separator: ", ")
-        let marks = Array(repeating: "?", count: 3 + values.count).joined(separator: ", ")
-        let updates = (["hlc", "origin"] + table.columns.map { "\"\($0.name)\"" }).map { "\($0) = excluded.\($0)" }.joined(separator: ", ")
-        // Keys are random, so two different rows under one key means a forged change: keep the
-        // one with the larger stamp, the same choice on every site.
-        let stmt = try db.cachedStatement(
-            sql: """
-                INSERT INTO \(table.name)(\(names)) VALUES (\(marks))
-                ON CONFLICT(id) DO UPDATE SET \(updates)
-                WHERE excluded.hlc > hlc OR (excluded.hlc = hlc AND excluded.origin > origin)
-                """)
-        var args: [DatabaseValue] = [
-            change.key.data.databaseValue, Int64(bitPattern: change.stamp.time.rawValue).databaseValue, change.stamp.site.code.databaseValue,
-        ]
-        args += values.map(\.databaseValue)
-        try stmt.execute(arguments: StatementArguments(args))
+        var stmt = RawStatement(try db.cachedStatement(sql: table.sql.append))
+        stmt.bind(change.key)
+        stmt.bind(Int64(bitPattern: change.stamp.time.rawValue))
+        stmt.bind(change.stamp.site.code)
+        for v in values { stmt.bind(v) }
+        try stmt.run(db)
         guard db.changesCount > 0 else {
             report.unchanged += 1
             return false
@@ -203,11 +208,14 @@ struct Session {
     mutating func appendLog(_ change: Change) throws {
         let body = try encodeLogBody(change.body, time: change.stamp.time)
         let originIndex = try siteIndex(change.stamp.site)
-        let stmt = try db.cachedStatement(sql: "INSERT INTO changelog(tbl, key, kind, hlc, site, body) VALUES (?, ?, ?, ?, ?, ?)")
-        try stmt.execute(arguments: [
-            Int64(change.table), change.key.data, Int64(change.body.kind.rawValue),
-            Int64(bitPattern: change.stamp.time.rawValue), originIndex, Data(body),
-        ])
+        var stmt = RawStatement(try db.cachedStatement(sql: "INSERT INTO changelog(tbl, key, kind, hlc, site, body) VALUES (?, ?, ?, ?, ?, ?)"))
+        stmt.bind(Int64(change.table))
+        stmt.bind(change.key)
+        stmt.bind(Int64(change.body.kind.rawValue))
+        stmt.bind(Int64(bitPattern: change.stamp.time.rawValue))
+        stmt.bind(originIndex)
+        stmt.bind(bytes: body)
+        try stmt.run(db)
     }
 
     mutating func journal(_ conflict: Conflict, table: TableSchema, key: RecordKey) throws {
@@ -216,12 +224,18 @@ struct Session {
                 INSERT INTO conflicts(tbl, key, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site, seen_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-        try stmt.execute(arguments: [
-            Int64(table.id), key.data, conflict.column,
-            conflict.winner.value.databaseValue, Int64(bitPattern: conflict.winner.stamp.time.rawValue), conflict.winner.stamp.site.code,
-            conflict.loser.value.databaseValue, Int64(bitPattern: conflict.loser.stamp.time.rawValue), conflict.loser.stamp.site.code,
-            Int64(bitPattern: wall),
-        ])
+        var raw = RawStatement(stmt)
+        raw.bind(Int64(table.id))
+        raw.bind(key)
+        raw.bind(Int64(conflict.column))
+        raw.bind(conflict.winner.value)
+        raw.bind(Int64(bitPattern: conflict.winner.stamp.time.rawValue))
+        raw.bind(conflict.winner.stamp.site.code)
+        raw.bind(conflict.loser.value)
+        raw.bind(Int64(bitPattern: conflict.loser.stamp.time.rawValue))
+        raw.bind(conflict.loser.stamp.site.code)
+        raw.bind(Int64(bitPattern: wall))
+        try raw.run(db)
     }
 
     // MARK: Erasure

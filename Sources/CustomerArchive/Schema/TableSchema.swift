@@ -31,6 +31,15 @@ package struct TableSchema: Sendable, Hashable {
     package var columns: [ColumnSchema]
     package let rules: TableRules
     let columnIndex: [String: Int]
+    /// Statement texts, built once: the merge path runs them for every record.
+    let sql: SQL
+
+    struct SQL: Sendable, Hashable {
+        var select = ""
+        var insert = ""
+        var update = ""
+        var append = ""
+    }
 
     package init(id: UInt8, name: String, kind: TableRules.Kind, columns: [ColumnSchema]) {
         self.id = id
@@ -43,6 +52,26 @@ package struct TableSchema: Sendable, Hashable {
         var index: [String: Int] = [:]
         for (i, c) in columns.enumerated() { index[c.name] = i }
         self.columnIndex = index
+        let quoted = columns.map { "\"\($0.name)\"" }
+        var sql = SQL()
+        switch kind {
+        case .registers:
+            let all = ["cl", "erased", "clocks"] + quoted
+            sql.select = "SELECT \(all.joined(separator: ", ")) FROM \(name) WHERE id = ?"
+            sql.update = "UPDATE \(name) SET \(all.map { "\($0) = ?" }.joined(separator: ", ")) WHERE id = ?"
+            sql.insert =
+                "INSERT INTO \(name)(\((all + ["id"]).joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: all.count + 1).joined(separator: ", ")))"
+        case .appendOnly:
+            let all = ["hlc", "origin"] + quoted
+            // Keys are random, so two different rows under one key means a forged change: keep the
+            // one with the larger stamp, the same choice on every site.
+            sql.append = """
+                INSERT INTO \(name)(\((["id"] + all).joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: all.count + 1).joined(separator: ", ")))
+                ON CONFLICT(id) DO UPDATE SET \(all.map { "\($0) = excluded.\($0)" }.joined(separator: ", "))
+                WHERE excluded.hlc > hlc OR (excluded.hlc = hlc AND excluded.origin > origin)
+                """
+        }
+        self.sql = sql
     }
 
     package func column(_ name: String) -> Int {
