@@ -106,20 +106,23 @@ extension Archive {
         guard let table = Schema.table(change.table) else { return "unknown table \(change.table)" }
         switch (change.body, table.kind) {
         case (.fields(let writes), .registers):
-            var seen = Set<Int>()
+            // Columns are below 64 (`accepts` checks the range), so a bit mask finds repeats.
+            var seen: UInt64 = 0
             for w in writes {
                 guard table.accepts(w.value, column: w.column) else { return "column \(w.column) of \(table.name) does not take that value" }
-                guard seen.insert(w.column).inserted else { return "column \(w.column) written twice" }
+                guard seen & (1 << UInt64(w.column)) == 0 else { return "column \(w.column) written twice" }
+                seen |= 1 << UInt64(w.column)
             }
         case (.existence(let length), .registers):
             if length == 0 { return "causal length 0" }
         case (.erase, .registers):
             if table.id != Schema.customers.id { return "erasure applies to customers only" }
         case (.append(let values), .appendOnly):
-            var seen = Set<Int>()
+            var seen: UInt64 = 0
             for v in values {
                 guard table.accepts(v.value, column: v.column) else { return "column \(v.column) of \(table.name) does not take that value" }
-                guard seen.insert(v.column).inserted else { return "column \(v.column) given twice" }
+                guard seen & (1 << UInt64(v.column)) == 0 else { return "column \(v.column) given twice" }
+                seen |= 1 << UInt64(v.column)
             }
         default:
             return "a \(change.body.kind) change does not apply to \(table.name)"
@@ -156,13 +159,14 @@ extension Archive {
         _ set: ChangeSet, options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
         try validate(set)
-        let ordered = set.changes.enumerated().sorted { a, b in
-            let x = a.element
-            let y = b.element
+        // Sort small keys, not the changes themselves: a change is large to move around.
+        let changes = set.changes
+        let order = changes.indices.map { (table: changes[$0].table, key: changes[$0].key, offset: $0) }.sorted { x, y in
             if x.table != y.table { return x.table < y.table }
             if x.key != y.key { return x.key < y.key }
-            return a.offset < b.offset
-        }.map(\.element)
+            return x.offset < y.offset
+        }
+        let ordered = order.map { changes[$0.offset] }
         var report = ApplyReport()
         var start = 0
         repeat {

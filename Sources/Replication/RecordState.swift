@@ -67,7 +67,7 @@ public struct MergeOutcome: Hashable, Sendable {
 public struct RecordState: Hashable, Sendable {
     /// One register per column; `nil` for a column never written (or scrubbed by erasure).
     public var registers: [Register?]
-    /// Odd: alive; even: deleted; 0: never created here.
+    /// Odd: alive; even: deleted; 0: never created here. A field write implies at least 1.
     public var causalLength: UInt64
     /// Erased rows keep no value in personal columns, now or later.
     public var erased: Bool
@@ -96,6 +96,10 @@ public struct RecordState: Hashable, Sendable {
         case .fields(let writes):
             var applied: [FieldWrite] = []
             var conflicts: [Conflict] = []
+            // A record with written fields exists: its causal length is at least 1. This makes a
+            // creation one change (no separate existence change), and it is a join (max with 1).
+            let born = causalLength == 0
+            if born { causalLength = 1 }
             for write in writes where write.column >= 0 && write.column < registers.count {
                 if erased && rules.personalColumns.contains(write.column) { continue }
                 let incoming = Register(value: write.value, stamp: change.stamp)
@@ -116,7 +120,8 @@ public struct RecordState: Hashable, Sendable {
                     conflicts.append(Conflict(column: write.column, winner: current, loser: incoming))
                 }
             }
-            return MergeOutcome(applied: applied.isEmpty ? nil : .fields(applied), conflicts: conflicts)
+            // A change that only brought the record into existence still took effect: relay it.
+            return MergeOutcome(applied: applied.isEmpty && !born ? nil : .fields(applied), conflicts: conflicts)
         case .existence(let length):
             guard length > causalLength else { return MergeOutcome() }
             causalLength = length

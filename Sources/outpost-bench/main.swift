@@ -89,7 +89,6 @@ for i in 0..<options.customers {
     let values = fields.map { realisticValue($0, i, &rng) }
     rows.append(values)
     let stamp = Stamp(time: Timestamp(milliseconds: t0 + UInt64(i), counter: 0), site: producer)
-    created.append(Change(table: Schema.customers.id, key: key, stamp: stamp, body: .existence(causalLength: 1)))
     created.append(Change(table: Schema.customers.id, key: key, stamp: stamp, body: .fields(zip(columns, values).map { FieldWrite(column: $0, value: $1) })))
 }
 let fieldChanges = options.customers * fields.count

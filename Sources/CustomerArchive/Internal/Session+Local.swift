@@ -21,11 +21,8 @@ extension Session {
         let key = core.newKey()
         let stamp = nextStamp()
         let writes = try values(table, fields).map { FieldWrite(column: $0.0, value: $0.1) }
-        try merge(
-            [
-                Change(table: table.id, key: key, stamp: stamp, body: .existence(causalLength: 1)),
-                Change(table: table.id, key: key, stamp: stamp, body: .fields(writes)),
-            ], knownAbsent: true)
+        // The fields change alone creates the record (a field write implies causal length 1).
+        try merge(Change(table: table.id, key: key, stamp: stamp, body: .fields(writes)), knownAbsent: true)
         return key
     }
 
@@ -75,11 +72,11 @@ extension Session {
             throw ArchiveError(.refused, "settings are written at headquarters (\(core.headquarters)) and replicated; this site is \(core.site)")
         }
         let t = Schema.settings
-        let state = try load(t, Schema.settingsKey)
-        if state == nil {
-            try merge(Change(table: t.id, key: Schema.settingsKey, stamp: nextStamp(), body: .existence(causalLength: 1)), knownAbsent: true)
-        }
-        try update(t, Schema.settingsKey, [name: value])
+        let column = t.column(name)
+        let current = try load(t, Schema.settingsKey)?.registers[column]
+        guard current?.value != value else { return }
+        let write = FieldWrite(column: column, value: value, base: current?.stamp)
+        try merge(Change(table: t.id, key: Schema.settingsKey, stamp: nextStamp(), body: .fields([write])))
     }
 
     func approvalThresholdHere() throws -> Int64 {
