@@ -79,12 +79,13 @@ extension Archive {
         try read { db in try resolve(Schema.customers, reference, db) }
     }
 
-    /// Customers, newest first; archived and deleted ones only when asked.
+    /// Customers, newest first; archived and erased ones only when asked, deleted ones never.
     public func customers(includeArchived: Bool = false, branch: String? = nil, limit: Int = 100) throws -> [Record] {
         try read { db in
             var clause = "cl % 2 = 1"
             var args: [any DatabaseValueConvertible] = []
-            if !includeArchived { clause += " AND coalesce(archived, 0) = 0" }
+            // Erased people are kept (de-identified) for accounting; they are not customers to list.
+            if !includeArchived { clause += " AND coalesce(archived, 0) = 0 AND erased = 0" }
             if let branch {
                 clause += " AND home_branch = ?"
                 args.append(branch)

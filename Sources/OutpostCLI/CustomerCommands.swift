@@ -124,7 +124,7 @@ struct CustomerCommand: ParsableCommand {
                   outpost customer list --all --branch SH02 --limit 20
                 """)
 
-        @Flag(help: "Include archived customers.")
+        @Flag(help: "Include archived and erased (de-identified) customers.")
         var all = false
 
         @Option(help: ArgumentHelp("Only customers homed at this branch.", valueName: "code"))

@@ -176,7 +176,8 @@ struct OutpostCLITests {
         #expect(try site.array("customer", "list", "--all").map { $0["number"] as? String } == ["SH01-C-000001"])
         try site.refused("customer", "update", "SH01-C-000002", "--region", "华东")
         try site.ok("customer", "restore", "SH01-C-000002")
-        #expect(try site.array("customer", "list").count == 2)
+        #expect(try site.array("customer", "list").map { $0["number"] as? String } == ["SH01-C-000002"], "erased people are not listed")
+        #expect(try site.array("customer", "list", "--all").count == 2)
     }
 
     @Test("contacts are recorded and listed")
