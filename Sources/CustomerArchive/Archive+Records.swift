@@ -134,7 +134,10 @@ extension Archive {
             fields["number"] = .text(String(format: "%@-C-%06lld", site.code, n))
             return try s.create(Schema.customers, fields)
         }
-        return try customer(key.description)
+        // A new record holds exactly what was written: no need to read it back.
+        var all: [String: Value] = [:]
+        for c in Schema.customers.columns { all[c.name] = fields[c.name] ?? .null }
+        return Record(table: Schema.customers.name, id: key, fields: all, alive: true, erased: false)
     }
 
     /// Changes fields of a customer file.

@@ -44,6 +44,10 @@ struct Session {
     var needsCheckpoint = false
     let wall: UInt64
     private var erasedCustomers: [RecordKey: Bool] = [:]
+    /// The change log's high-water mark, loaded on first use and saved by ``finish()``. Sequences
+    /// are never reused, even after erasure deletes the newest rows: peers hold cursors into them.
+    private var sequence: Int64?
+    private var startSequence: Int64?
 
     init(db: Database, core: ArchiveCore) throws {
         self.db = db
@@ -56,6 +60,11 @@ struct Session {
 
     /// Saves the clock; call once at the end of the transaction.
     mutating func finish() throws {
+        if let sequence, sequence != startSequence {
+            try db.execute(
+                sql: "INSERT INTO meta(key, value) VALUES ('sequence', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                arguments: [sequence])
+        }
         if clock != startClock {
             try db.execute(
                 sql: "INSERT INTO meta(key, value) VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -208,7 +217,14 @@ struct Session {
     mutating func appendLog(_ change: Change) throws {
         let body = try encodeLogBody(change.body, time: change.stamp.time)
         let originIndex = try siteIndex(change.stamp.site)
-        var stmt = RawStatement(try db.cachedStatement(sql: "INSERT INTO changelog(tbl, key, kind, hlc, site, body) VALUES (?, ?, ?, ?, ?, ?)"))
+        if sequence == nil {
+            let stored = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'sequence'")
+            sequence = try stored ?? Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM changelog") ?? 0
+            startSequence = stored
+        }
+        sequence! += 1
+        var stmt = RawStatement(try db.cachedStatement(sql: "INSERT INTO changelog(seq, tbl, key, kind, hlc, site, body) VALUES (?, ?, ?, ?, ?, ?, ?)"))
+        stmt.bind(sequence!)
         stmt.bind(Int64(change.table))
         stmt.bind(change.key)
         stmt.bind(Int64(change.body.kind.rawValue))

@@ -18,7 +18,7 @@ enum Migrations {
                     CREATE TABLE sites (idx INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE);
                     CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
                     CREATE TABLE changelog (
-                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        seq INTEGER PRIMARY KEY,
                         tbl INTEGER NOT NULL, key BLOB NOT NULL, kind INTEGER NOT NULL,
                         hlc INTEGER NOT NULL, site INTEGER NOT NULL, body BLOB NOT NULL);
                     CREATE INDEX changelog_key ON changelog(key);
