@@ -26,44 +26,50 @@ public struct ConflictEntry: Sendable, Hashable {
 }
 
 extension Archive {
-    /// The conflict journal, oldest first.
+    /// The conflict journal, oldest first, one entry per lost field. Fields lost by one write
+    /// share the entry id: restoring it restores them together.
     public func conflicts(includeRestored: Bool = true) throws -> [ConflictEntry] {
         try read { db in
-            try Row.fetchAll(
+            var out: [ConflictEntry] = []
+            let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT id, tbl, key, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site, restored_at
+                    SELECT id, tbl, key, winner_hlc, winner_site, loser_hlc, loser_site, fields, restored_at
                     FROM conflicts \(includeRestored ? "" : "WHERE restored_at IS NULL") ORDER BY id
-                    """
-            ).compactMap { row in
-                guard let table = Schema.table(UInt8(row[1] as Int64)) else { return nil }
-                let col: Int = row[3]
-                return ConflictEntry(
-                    id: row[0], table: table.name, record: RecordKey(data: row[2]),
-                    field: col < table.columns.count ? table.columns[col].name : "#\(col)",
-                    winner: Value(row[4] as DatabaseValue),
-                    winnerStamp: Stamp(time: Timestamp(rawValue: UInt64(bitPattern: row[5] as Int64)), site: SiteID(unchecked: row[6])),
-                    loser: Value(row[7] as DatabaseValue),
-                    loserStamp: Stamp(time: Timestamp(rawValue: UInt64(bitPattern: row[8] as Int64)), site: SiteID(unchecked: row[9])),
-                    restored: (row[10] as Int64?) != nil)
+                    """)
+            for row in rows {
+                guard let table = Schema.table(UInt8(row[1] as Int64)) else { continue }
+                let winnerStamp = Stamp(time: Timestamp(rawValue: UInt64(bitPattern: row[3] as Int64)), site: SiteID(unchecked: row[4]))
+                let loserStamp = Stamp(time: Timestamp(rawValue: UInt64(bitPattern: row[5] as Int64)), site: SiteID(unchecked: row[6]))
+                for f in try JournalField.decode([UInt8](row[7] as Data)) {
+                    out.append(
+                        ConflictEntry(
+                            id: row[0], table: table.name, record: RecordKey(data: row[2]),
+                            field: f.column < table.columns.count ? table.columns[f.column].name : "#\(f.column)",
+                            winner: f.winner, winnerStamp: winnerStamp, loser: f.loser, loserStamp: loserStamp,
+                            restored: (row[8] as Int64?) != nil))
+                }
             }
+            return out
         }
     }
 
-    /// Restores a lost value: writes it again as a new local change that wins over the current
-    /// one (and is itself replicated), and marks the entry restored.
+    /// Restores a lost write: writes its values again as a new local change that wins over the
+    /// current ones (and is itself replicated), and marks the entry restored.
     public func restoreConflict(id: Int64) throws {
         try transaction { s in
-            guard let row = try Row.fetchOne(s.db, sql: "SELECT tbl, key, col, loser_value, restored_at FROM conflicts WHERE id = ?", arguments: [id]) else {
+            guard let row = try Row.fetchOne(s.db, sql: "SELECT tbl, key, fields, restored_at FROM conflicts WHERE id = ?", arguments: [id]) else {
                 throw ArchiveError(.notFound, "no conflict with id \(id); 'outpost conflicts list' shows them")
             }
-            guard (row[4] as Int64?) == nil else { throw ArchiveError(.invalidState, "conflict \(id) was already restored") }
+            guard (row[3] as Int64?) == nil else { throw ArchiveError(.invalidState, "conflict \(id) was already restored") }
             guard let table = Schema.table(UInt8(row[0] as Int64)), table.kind == .registers else {
                 throw ArchiveError(.storage, "conflict \(id) names an unknown table")
             }
-            let key = RecordKey(data: row[1])
-            let column: Int = row[2]
-            try s.update(table, key, [table.columns[column].name: Value(row[3] as DatabaseValue)])
+            var values: [String: Value] = [:]
+            for f in try JournalField.decode([UInt8](row[2] as Data)) where f.column < table.columns.count {
+                values[table.columns[f.column].name] = f.loser
+            }
+            try s.update(table, RecordKey(data: row[1]), values)
             try s.db.execute(sql: "UPDATE conflicts SET restored_at = ? WHERE id = ?", arguments: [Int64(s.wall), id])
         }
     }

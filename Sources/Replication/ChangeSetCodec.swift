@@ -256,7 +256,7 @@ package enum ChangeBodyCodec {
         }
     }
 
-    static func encode(_ v: Value, into w: inout ByteWriter) {
+    package static func encode(_ v: Value, into w: inout ByteWriter) {
         switch v {
         case .null: w.byte(0)
         case .integer(let i): w.byte(1); w.signed(i)
@@ -265,7 +265,7 @@ package enum ChangeBodyCodec {
         }
     }
 
-    static func decodeValue(from r: inout ByteReader, limits: CodecLimits) throws(ReplicationError) -> Value {
+    package static func decodeValue(from r: inout ByteReader, limits: CodecLimits) throws(ReplicationError) -> Value {
         let tag = try r.byte()
         switch tag {
         case 0: return .null

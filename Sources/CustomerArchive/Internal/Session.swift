@@ -175,9 +175,7 @@ struct Session {
         if log {
             for change in applied { try appendLog(change) }
         }
-        for conflict in conflicts {
-            try journal(conflict, table: table, key: key)
-        }
+        if !conflicts.isEmpty { try journal(conflicts, table: table, key: key) }
         report.conflicts += conflicts.count
         if erasedNow {
             erasedCustomers[key] = true
@@ -234,24 +232,35 @@ struct Session {
         try stmt.run(db)
     }
 
-    mutating func journal(_ conflict: Conflict, table: TableSchema, key: RecordKey) throws {
-        let stmt = try db.cachedStatement(
-            sql: """
-                INSERT INTO conflicts(tbl, key, col, winner_value, winner_hlc, winner_site, loser_value, loser_hlc, loser_site, seen_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """)
-        var raw = RawStatement(stmt)
-        raw.bind(Int64(table.id))
-        raw.bind(key)
-        raw.bind(Int64(conflict.column))
-        raw.bind(conflict.winner.value)
-        raw.bind(Int64(bitPattern: conflict.winner.stamp.time.rawValue))
-        raw.bind(conflict.winner.stamp.site.code)
-        raw.bind(conflict.loser.value)
-        raw.bind(Int64(bitPattern: conflict.loser.stamp.time.rawValue))
-        raw.bind(conflict.loser.stamp.site.code)
-        raw.bind(Int64(bitPattern: wall))
-        try raw.run(db)
+    /// Journals the writes that lost in one merge: one row per (winner, loser) pair of writes,
+    /// holding every field that pair decided.
+    mutating func journal(_ conflicts: [Conflict], table: TableSchema, key: RecordKey) throws {
+        var groups: [(winner: Stamp, loser: Stamp, fields: [JournalField])] = []
+        for c in conflicts {
+            let field = JournalField(column: c.column, winner: c.winner.value, loser: c.loser.value)
+            if let g = groups.firstIndex(where: { $0.winner == c.winner.stamp && $0.loser == c.loser.stamp }) {
+                groups[g].fields.append(field)
+            } else {
+                groups.append((c.winner.stamp, c.loser.stamp, [field]))
+            }
+        }
+        for g in groups {
+            var raw = RawStatement(
+                try db.cachedStatement(
+                    sql: """
+                        INSERT INTO conflicts(tbl, key, winner_hlc, winner_site, loser_hlc, loser_site, fields, seen_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        """))
+            raw.bind(Int64(table.id))
+            raw.bind(key)
+            raw.bind(Int64(bitPattern: g.winner.time.rawValue))
+            raw.bind(g.winner.site.code)
+            raw.bind(Int64(bitPattern: g.loser.time.rawValue))
+            raw.bind(g.loser.site.code)
+            raw.bind(bytes: JournalField.encode(g.fields))
+            raw.bind(Int64(bitPattern: wall))
+            try raw.run(db)
+        }
     }
 
     // MARK: Erasure
@@ -331,8 +340,15 @@ struct Session {
                 try db.execute(sql: "UPDATE changelog SET body = ? WHERE seq = ?", arguments: [Data(try encodeLogBody(stripped, time: time)), seq])
             }
         }
-        for column in personal {
-            try db.execute(sql: "DELETE FROM conflicts WHERE key = ? AND tbl = ? AND col = ?", arguments: [key.data, Int64(table.id), column])
+        for row in try Row.fetchAll(db, sql: "SELECT id, fields FROM conflicts WHERE key = ? AND tbl = ?", arguments: [key.data, Int64(table.id)]) {
+            let id: Int64 = row[0]
+            let fields = try JournalField.decode([UInt8](row[1] as Data))
+            let kept = fields.filter { !personal.contains($0.column) }
+            if kept.isEmpty {
+                try db.execute(sql: "DELETE FROM conflicts WHERE id = ?", arguments: [id])
+            } else if kept.count != fields.count {
+                try db.execute(sql: "UPDATE conflicts SET fields = ? WHERE id = ?", arguments: [Data(JournalField.encode(kept)), id])
+            }
         }
         let held = try Row.fetchAll(db, sql: "SELECT id, change FROM quarantine WHERE key = ?", arguments: [key.data])
         for row in held {

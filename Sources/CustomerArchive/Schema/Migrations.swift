@@ -24,9 +24,10 @@ enum Migrations {
                     CREATE INDEX changelog_key ON changelog(key);
                     CREATE TABLE conflicts (
                         id INTEGER PRIMARY KEY AUTOINCREMENT,
-                        tbl INTEGER NOT NULL, key BLOB NOT NULL, col INTEGER NOT NULL,
-                        winner_value, winner_hlc INTEGER NOT NULL, winner_site TEXT NOT NULL,
-                        loser_value, loser_hlc INTEGER NOT NULL, loser_site TEXT NOT NULL,
+                        tbl INTEGER NOT NULL, key BLOB NOT NULL,
+                        winner_hlc INTEGER NOT NULL, winner_site TEXT NOT NULL,
+                        loser_hlc INTEGER NOT NULL, loser_site TEXT NOT NULL,
+                        fields BLOB NOT NULL,
                         seen_at INTEGER NOT NULL, restored_at INTEGER);
                     CREATE INDEX conflicts_key ON conflicts(key);
                     CREATE TABLE cursors (
