@@ -25,7 +25,9 @@ struct Options {
     }
 }
 
-let options = Options()
+var options = Options()
+// Local writes reuse the generated rows.
+options.local = min(options.local, options.customers)
 let fields = [
     "name", "contact_person", "phone", "email", "address", "region", "industry", "home_branch", "account_manager", "shipments", "revenue_fen", "credit_rating",
 ]

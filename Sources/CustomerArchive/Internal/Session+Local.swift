@@ -80,7 +80,7 @@ extension Session {
     }
 
     func approvalThresholdHere() throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT approval_threshold_fen FROM settings WHERE id = ?", arguments: [Schema.settingsKey.data])
+        try Int64.fetchOne(try db.cachedStatement(sql: "SELECT approval_threshold_fen FROM settings WHERE id = ?"), arguments: [Schema.settingsKey.data])
             ?? Settings.defaultApprovalThresholdFen
     }
 

@@ -52,7 +52,7 @@ struct Session {
     init(db: Database, core: ArchiveCore) throws {
         self.db = db
         self.core = core
-        let raw = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'clock'") ?? 0
+        let raw = try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'clock'")) ?? 0
         clock = HybridLogicalClock(last: Timestamp(rawValue: UInt64(bitPattern: raw)), maximumDrift: core.maximumDrift)
         startClock = clock
         wall = core.environment.now()
@@ -61,13 +61,11 @@ struct Session {
     /// Saves the clock; call once at the end of the transaction.
     mutating func finish() throws {
         if let sequence, sequence != startSequence {
-            try db.execute(
-                sql: "INSERT INTO meta(key, value) VALUES ('sequence', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            try db.cachedStatement(sql: "INSERT INTO meta(key, value) VALUES ('sequence', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
                 arguments: [sequence])
         }
         if clock != startClock {
-            try db.execute(
-                sql: "INSERT INTO meta(key, value) VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            try db.cachedStatement(sql: "INSERT INTO meta(key, value) VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
                 arguments: [Int64(bitPattern: clock.last.rawValue)])
         }
     }
@@ -216,8 +214,8 @@ struct Session {
         let body = try encodeLogBody(change.body, time: change.stamp.time)
         let originIndex = try siteIndex(change.stamp.site)
         if sequence == nil {
-            let stored = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'sequence'")
-            sequence = try stored ?? Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM changelog") ?? 0
+            let stored = try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'sequence'"))
+            sequence = try stored ?? Int64.fetchOne(try db.cachedStatement(sql: "SELECT coalesce(max(seq), 0) FROM changelog")) ?? 0
             startSequence = stored
         }
         sequence! += 1
@@ -268,8 +266,7 @@ struct Session {
     mutating func isCustomerErased(_ key: RecordKey) throws -> Bool {
         if let known = erasedCustomers[key] { return known }
         let erased =
-            try Int64.fetchOne(
-                db, sql: "SELECT erased FROM customers WHERE id = ?", arguments: [key.data]) ?? 0
+            try Int64.fetchOne(try db.cachedStatement(sql: "SELECT erased FROM customers WHERE id = ?"), arguments: [key.data]) ?? 0
         erasedCustomers[key] = erased != 0
         return erased != 0
     }
@@ -284,7 +281,7 @@ struct Session {
             return try isCustomerErased(owner)
         case Schema.complaintNotes.id:
             guard let complaint = values[table.column("complaint_id")].keyValue else { return false }
-            return try (Int64.fetchOne(db, sql: "SELECT erased FROM complaints WHERE id = ?", arguments: [complaint.data]) ?? 0) != 0
+            return try (Int64.fetchOne(try db.cachedStatement(sql: "SELECT erased FROM complaints WHERE id = ?"), arguments: [complaint.data]) ?? 0) != 0
         default:
             return false
         }
