@@ -44,30 +44,34 @@ struct Session {
     var needsCheckpoint = false
     let wall: UInt64
     private var erasedCustomers: [RecordKey: Bool] = [:]
-    /// The change log's high-water mark, loaded on first use and saved by ``finish()``. Sequences
-    /// are never reused, even after erasure deletes the newest rows: peers hold cursors into them.
-    private var sequence: Int64?
-    private var startSequence: Int64?
+    /// The change log's high-water mark, saved by ``finish()``. Sequences are never reused, even
+    /// after erasure deletes the newest rows: peers hold cursors into them.
+    private var sequence: Int64
+    private let startSequence: Int64
 
     init(db: Database, core: ArchiveCore) throws {
         self.db = db
         self.core = core
-        let raw = try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'clock'")) ?? 0
+        // The site's clock and log position live in one row, read once and written once per
+        // transaction.
+        var raw: Int64 = 0
+        var sequence: Int64 = 0
+        if let row = try Row.fetchOne(try db.cachedStatement(sql: "SELECT clock, sequence FROM state WHERE id = 1")) {
+            raw = row[0]
+            sequence = row[1]
+        }
+        self.sequence = sequence
+        startSequence = sequence
         clock = HybridLogicalClock(last: Timestamp(rawValue: UInt64(bitPattern: raw)), maximumDrift: core.maximumDrift)
         startClock = clock
         wall = core.environment.now()
     }
 
-    /// Saves the clock; call once at the end of the transaction.
+    /// Saves the clock and the log position; call once at the end of the transaction.
     mutating func finish() throws {
-        if let sequence, sequence != startSequence {
-            try db.cachedStatement(sql: "INSERT INTO meta(key, value) VALUES ('sequence', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
-                arguments: [sequence])
-        }
-        if clock != startClock {
-            try db.cachedStatement(sql: "INSERT INTO meta(key, value) VALUES ('clock', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
-                arguments: [Int64(bitPattern: clock.last.rawValue)])
-        }
+        guard sequence != startSequence || clock != startClock else { return }
+        try db.cachedStatement(sql: "UPDATE state SET clock = ?, sequence = ? WHERE id = 1").execute(
+            arguments: [Int64(bitPattern: clock.last.rawValue), sequence])
     }
 
     mutating func siteIndex(_ site: SiteID) throws -> Int64 {
@@ -213,14 +217,9 @@ struct Session {
     mutating func appendLog(_ change: Change) throws {
         let body = try encodeLogBody(change.body, time: change.stamp.time)
         let originIndex = try siteIndex(change.stamp.site)
-        if sequence == nil {
-            let stored = try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'sequence'"))
-            sequence = try stored ?? Int64.fetchOne(try db.cachedStatement(sql: "SELECT coalesce(max(seq), 0) FROM changelog")) ?? 0
-            startSequence = stored
-        }
-        sequence! += 1
+        sequence += 1
         var stmt = RawStatement(try db.cachedStatement(sql: "INSERT INTO changelog(seq, tbl, key, kind, hlc, site, body) VALUES (?, ?, ?, ?, ?, ?, ?)"))
-        stmt.bind(sequence!)
+        stmt.bind(sequence)
         stmt.bind(Int64(change.table))
         stmt.bind(change.key)
         stmt.bind(Int64(change.body.kind.rawValue))

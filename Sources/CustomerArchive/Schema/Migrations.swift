@@ -15,6 +15,10 @@ enum Migrations {
             try db.execute(
                 sql: """
                     CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID;
+                    CREATE TABLE state (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        clock INTEGER NOT NULL, sequence INTEGER NOT NULL);
+                    INSERT INTO state(id, clock, sequence) VALUES (1, 0, 0);
                     CREATE TABLE sites (idx INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE);
                     CREATE TABLE counters (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
                     CREATE TABLE changelog (
@@ -78,7 +82,7 @@ enum Migrations {
                     CREATE INDEX claim_transitions_claim ON claim_transitions(claim_id);
                     CREATE INDEX claim_payments_claim ON claim_payments(claim_id);
                     """)
-            let guarded = Schema.tables.map(\.name) + ["changelog", "conflicts", "quarantine"]
+            let guarded = Schema.tables.map(\.name) + ["changelog", "conflicts", "quarantine", "state"]
             for name in guarded {
                 for event in ["INSERT", "UPDATE", "DELETE"] {
                     try db.execute(
