@@ -83,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OutpostCLITests",
-            dependencies: ["OutpostCLI", "OutpostTesting"],
+            dependencies: ["OutpostCLI", "OutpostTesting", "Replication"],
             swiftSettings: swiftSettings
         ),
     ]
