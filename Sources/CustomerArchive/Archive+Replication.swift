@@ -307,6 +307,6 @@ extension Archive {
         return try read { db in try Session(db: db, core: core).load(schema, key) }
     }
 
-    /// The file's size, the WAL's size, for erasure checks and status.
+    /// Checkpoints and truncates the WAL now (tests of erasure read the file's bytes after it).
     package func checkpointNow() throws { try erasureCheckpoint() }
 }

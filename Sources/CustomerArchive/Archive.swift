@@ -48,8 +48,7 @@ final class ArchiveCore: Sendable {
 
     func newKey() -> RecordKey {
         let (a, b) = environment.randomBits()
-        let ms = environment.now() & 0xFFFF_FFFF_FFFF
-        return RecordKey(high: ms << 16 | 0x7000 | (a & 0xFFF), low: (b & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000)
+        return RecordKey.version7(milliseconds: environment.now(), randomA: a, randomB: b)
     }
 }
 

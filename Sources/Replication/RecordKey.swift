@@ -75,9 +75,14 @@ public struct RecordKey: Hashable, Comparable, Sendable, CustomStringConvertible
     /// Makes a UUIDv7: 48 bits of Unix milliseconds, version 7, variant 10, 74 random bits.
     public static func version7(milliseconds: UInt64, using generator: inout some RandomNumberGenerator) -> RecordKey {
         let randA = UInt64.random(in: 0...0xFFF, using: &generator)
-        let randB = UInt64.random(in: 0...UInt64.max, using: &generator)
-        let high = (milliseconds & 0xFFFF_FFFF_FFFF) << 16 | 0x7000 | randA
-        let low = (randB & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
+        return version7(milliseconds: milliseconds, randomA: randA, randomB: generator.next())
+    }
+
+    /// Makes a UUIDv7 from a clock reading and random bits (only the low 12 bits of `randomA`
+    /// and the low 62 bits of `randomB` are used).
+    public static func version7(milliseconds: UInt64, randomA: UInt64, randomB: UInt64) -> RecordKey {
+        let high = (milliseconds & 0xFFFF_FFFF_FFFF) << 16 | 0x7000 | (randomA & 0xFFF)
+        let low = (randomB & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
         return RecordKey(high: high, low: low)
     }
 
