@@ -87,8 +87,13 @@ extension Session {
     /// The next human number for a kind of record, e.g. `SH01-2026-000123`. Counters are local
     /// to the site and the site code is in the number, so numbers never collide.
     mutating func nextNumber(_ counter: String) throws -> Int64 {
-        try Int64.fetchOne(
-            db, sql: "INSERT INTO counters(name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-            arguments: [counter]) ?? 1
+        var stmt = RawStatement(
+            try db.cachedStatement(
+                sql: "INSERT INTO counters(name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"))
+        stmt.bind(counter)
+        // Reset right after reading: a write statement left unfinished would block the commit.
+        defer { stmt.done() }
+        guard try stmt.step(db) else { return 1 }
+        return stmt.int64(0)
     }
 }
