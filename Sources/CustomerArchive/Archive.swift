@@ -189,6 +189,13 @@ public final class Archive: Sendable {
         }
     }
 
+    /// Sets SQLite's `synchronous` mode on the writer connection (`NORMAL` by default in WAL
+    /// mode: a process crash loses nothing, a power cut can lose the last commits; `FULL`: an
+    /// fsync per commit). For measurements until durability becomes a setting.
+    package func setSynchronous(full: Bool) throws {
+        try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(full ? "FULL" : "NORMAL")") }
+    }
+
     func read<T>(_ body: (Database) throws -> T) throws -> T {
         try writer.read(body)
     }

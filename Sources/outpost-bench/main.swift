@@ -194,6 +194,34 @@ print(
     "local writes, one per transaction (\(n)): plain \(fmt(plainLocalTime)) s, archive with capture \(fmt(archiveLocalTime)) s → overhead \(fmt(archiveLocalTime / plainLocalTime))× (goal ≤ 1.3×)"
 )
 
+// MARK: 4. The same local writes with an fsync per commit on both sides (synchronous = FULL)
+let fullEnv = ManualEnvironment(now: t0)
+let branchFull = try Archive.create(at: dir.file("branch-full.sqlite"), site: producer, role: .branch, environment: fullEnv.environment)
+try branchFull.setSynchronous(full: true)
+let plainFull = try plainDatabase(dir.file("plain-full.sqlite"))
+try plainFull.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+let m = min(n, 1_000)
+// The archive goes first here, so a warmer disk cannot favour it.
+let archiveFullTime = try time {
+    for i in 0..<m {
+        fullEnv.advance(milliseconds: 1)
+        var f = localFields
+        for (j, name) in fields.enumerated() { f[name] = rows[i][j] }
+        f["phone"] = nil
+        _ = try branchFull.addCustomer(f)
+    }
+}
+let plainFullTime = try time {
+    for i in 0..<m {
+        try plainFull.write { db in
+            try db.execute(sql: insertSQL, arguments: StatementArguments([Data(keys[i].bytes).databaseValue] + rows[i].map { $0.sqlValue }))
+        }
+    }
+}
+print(
+    "local writes with synchronous=FULL (\(m)): plain \(fmt(plainFullTime)) s, archive \(fmt(archiveFullTime)) s → overhead \(fmt(archiveFullTime / plainFullTime))×"
+)
+
 extension Value {
     var sqlValue: DatabaseValue {
         switch self {
