@@ -103,6 +103,7 @@ public final class Archive: Sendable {
             throw ArchiveError(.storage, "cannot create the archive at \(path): check that the directory exists and is writable", cause: error)
         }
         try initialize(pool, site: site, role: role, headquarters: headquarters, environment: environment)
+        try makeDurable(pool)
         return try Archive(writer: pool, environment: environment)
     }
 
@@ -118,6 +119,7 @@ public final class Archive: Sendable {
         do { try Migrations.migrator.migrate(pool) } catch {
             throw ArchiveError(.storage, "cannot migrate the archive at \(path)", cause: error)
         }
+        try makeDurable(pool)
         return try Archive(writer: pool, environment: environment)
     }
 
@@ -189,11 +191,13 @@ public final class Archive: Sendable {
         }
     }
 
-    /// Sets SQLite's `synchronous` mode on the writer connection (`NORMAL` by default in WAL
-    /// mode: a process crash loses nothing, a power cut can lose the last commits; `FULL`: an
-    /// fsync per commit). For measurements until durability becomes a setting.
-    package func setSynchronous(full: Bool) throws {
-        try writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(full ? "FULL" : "NORMAL")") }
+    /// Commits reach the disk before they return (`synchronous = FULL`, an fsync per commit).
+    ///
+    /// GRDB opens pools with `NORMAL`, which survives a process crash but can lose the last
+    /// commits on a power cut. An archive must not: a lost commit can hold change-log sequences a
+    /// peer already acknowledged, and the site would hand out those numbers again.
+    static func makeDurable(_ pool: DatabasePool) throws {
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
     }
 
     func read<T>(_ body: (Database) throws -> T) throws -> T {

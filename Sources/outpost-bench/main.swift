@@ -62,12 +62,13 @@ func time(_ body: () throws -> Void) rethrows -> Double {
 
 func fmt(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
 
-/// Plain SQLite with the archive's pragmas (WAL, default synchronous, secure_delete) and the
+/// Plain SQLite with the archive's pragmas (WAL, synchronous=FULL, secure_delete) and the
 /// same columns, written through the same library with prepared statements.
 func plainDatabase(_ path: String) throws -> DatabasePool {
     var config = Configuration()
     config.prepareDatabase { db in try db.execute(sql: "PRAGMA secure_delete = ON") }
     let pool = try DatabasePool(path: path, configuration: config)
+    try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
     try pool.write { db in
         try db.execute(sql: "CREATE TABLE customers (id BLOB PRIMARY KEY NOT NULL, \(fields.map { "\"\($0)\"" }.joined(separator: ", "))) WITHOUT ROWID")
     }
@@ -192,34 +193,6 @@ let archiveLocalTime = try time {
 }
 print(
     "local writes, one per transaction (\(n)): plain \(fmt(plainLocalTime)) s, archive with capture \(fmt(archiveLocalTime)) s → overhead \(fmt(archiveLocalTime / plainLocalTime))× (goal ≤ 1.3×)"
-)
-
-// MARK: 4. The same local writes with an fsync per commit on both sides (synchronous = FULL)
-let fullEnv = ManualEnvironment(now: t0)
-let branchFull = try Archive.create(at: dir.file("branch-full.sqlite"), site: producer, role: .branch, environment: fullEnv.environment)
-try branchFull.setSynchronous(full: true)
-let plainFull = try plainDatabase(dir.file("plain-full.sqlite"))
-try plainFull.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-let m = min(n, 1_000)
-// The archive goes first here, so a warmer disk cannot favour it.
-let archiveFullTime = try time {
-    for i in 0..<m {
-        fullEnv.advance(milliseconds: 1)
-        var f = localFields
-        for (j, name) in fields.enumerated() { f[name] = rows[i][j] }
-        f["phone"] = nil
-        _ = try branchFull.addCustomer(f)
-    }
-}
-let plainFullTime = try time {
-    for i in 0..<m {
-        try plainFull.write { db in
-            try db.execute(sql: insertSQL, arguments: StatementArguments([Data(keys[i].bytes).databaseValue] + rows[i].map { $0.sqlValue }))
-        }
-    }
-}
-print(
-    "local writes with synchronous=FULL (\(m)): plain \(fmt(plainFullTime)) s, archive \(fmt(archiveFullTime)) s → overhead \(fmt(archiveFullTime / plainFullTime))×"
 )
 
 extension Value {
