@@ -41,14 +41,33 @@ extension Archive {
     ///   - after: the cursor: changes with a larger sequence are included.
     ///   - excluding: leave out changes that originate at this site (never echo a change
     ///     back to its origin); the set's range still covers them.
+    ///   - origin: include only changes that originate at this site (a branch pushes only
+    ///     its own changes); the range still covers the others.
     ///   - limit: the most changes to include; `through` then marks where to continue.
-    public func exportChanges(after: UInt64 = 0, excluding: SiteID? = nil, limit: Int = .max) throws -> ChangeSet {
+    ///   - maxBytes: stop once the encoded changes reach about this many bytes.
+    public func exportChanges(
+        after: UInt64 = 0, excluding: SiteID? = nil, origin: SiteID? = nil, limit: Int = .max, maxBytes: Int = .max
+    ) throws -> ChangeSet {
         try writer.read { db in
             var changes: [Change] = []
-            var through = after
+            // Everything up to the log's end at this snapshot is considered, so a set whose
+            // filtered rows end early still covers the whole range.
+            var through = max(after, UInt64(try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM changelog") ?? 0))
+            var filter = ""
+            var arguments: StatementArguments = [Int64(bitPattern: after)]
+            if let excluding, let index = try core.sites.existingIndex(of: excluding, in: db) {
+                filter = " AND site != ?"
+                _ = arguments.append(contentsOf: [index])
+            }
+            if let origin {
+                guard let index = try core.sites.existingIndex(of: origin, in: db) else {
+                    return ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: [])
+                }
+                filter += " AND site = ?"
+                _ = arguments.append(contentsOf: [index])
+            }
             let rows = try Row.fetchCursor(
-                db, sql: "SELECT seq, tbl, key, kind, hlc, site, body FROM changelog WHERE seq > ? ORDER BY seq",
-                arguments: [Int64(bitPattern: after)])
+                db, sql: "SELECT seq, tbl, key, kind, hlc, site, body FROM changelog WHERE seq > ?\(filter) ORDER BY seq", arguments: arguments)
             var sitesByIndex: [Int64: SiteID] = [:]
             func site(_ i: Int64) throws -> SiteID {
                 if let s = sitesByIndex[i] { return s }
@@ -57,28 +76,41 @@ extension Archive {
                 return s
             }
             var last: (key: Data, time: Int64)?
+            var bytes = 0
             while let row = try rows.next() {
                 let keyData: Data = row[2]
                 let rawTime: Int64 = row[4]
+                let body: Data = row[6]
                 // Never cut between changes one write made together (a record's existence and
                 // its fields share key and stamp): a receiver never holds half a creation.
-                if changes.count >= limit && !(last?.key == keyData && last?.time == rawTime) { break }
+                if changes.count >= limit || bytes >= maxBytes, !(last?.key == keyData && last?.time == rawTime) {
+                    through = changes.isEmpty ? after : UInt64(try Int64.fetchOne(
+                        db, sql: "SELECT coalesce(max(seq), 0) FROM changelog WHERE seq < ?", arguments: [row[0] as Int64]) ?? 0)
+                    break
+                }
                 last = (keyData, rawTime)
-                let seq = UInt64(row[0] as Int64)
-                through = seq
+                bytes += body.count + 32
                 let origin = try site(row[5])
-                if origin == excluding { continue }
                 guard let kind = Change.Kind(rawValue: UInt8(row[3] as Int64)) else { continue }
-                let time = Timestamp(rawValue: UInt64(bitPattern: row[4] as Int64))
-                var r = ByteReader([UInt8](row[6] as Data))
-                let body = try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
+                let time = Timestamp(rawValue: UInt64(bitPattern: rawTime))
+                var r = ByteReader([UInt8](body))
+                let decoded = try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
                     do { return try site(Int64(bitPattern: i)) } catch {
                         throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
                     }
                 }
-                changes.append(Change(table: UInt8(row[1] as Int64), key: RecordKey(data: row[2]), stamp: Stamp(time: time, site: origin), body: body))
+                changes.append(Change(table: UInt8(row[1] as Int64), key: RecordKey(data: keyData), stamp: Stamp(time: time, site: origin), body: decoded))
             }
             return ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: changes)
+        }
+    }
+
+    /// How many changes that originate here are in the log after `sequence`.
+    public func countOwnChanges(after sequence: UInt64) throws -> Int {
+        try read { db in
+            guard let index = try core.sites.existingIndex(of: core.site, in: db) else { return 0 }
+            return try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM changelog WHERE seq > ? AND site = ?", arguments: [Int64(bitPattern: sequence), index]) ?? 0
         }
     }
 
@@ -180,6 +212,7 @@ extension Archive {
                 for change in batch {
                     if let reason = Self.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: threshold) {
                         session.report.refused += 1
+                        session.report.refusals.append(ChangeRefusal(record: change.key, origin: change.origin, kind: .rule, message: reason))
                         logger.warning("refused change", metadata: ["record": "\(change.key)", "origin": "\(change.origin)", "reason": "\(reason)"])
                         continue
                     }
@@ -226,6 +259,7 @@ extension Archive {
             sql: "INSERT INTO quarantine(received_at, producer, tbl, key, reason, change) VALUES (?, ?, ?, ?, ?, ?)",
             arguments: [Int64(session.wall), producer.code, Int64(change.table), change.key.data, reason, Data(try ChangeSetCodec.encode(single))])
         session.report.quarantined += 1
+        session.report.refusals.append(ChangeRefusal(record: change.key, origin: change.origin, kind: .clockAhead, message: reason))
         logger.warning("quarantined change: clock too far ahead", metadata: ["record": "\(change.key)", "origin": "\(change.origin)"])
     }
 

@@ -108,7 +108,9 @@ public final class Archive: Sendable {
     }
 
     /// Opens an existing archive file.
-    public static func open(at path: String, environment: ArchiveEnvironment = .live) throws -> Archive {
+    /// - Parameter maximumDrift: how far ahead of this site's wall clock a sender's own change
+    ///   may be, in milliseconds, before it is quarantined; default the archive's setting.
+    public static func open(at path: String, environment: ArchiveEnvironment = .live, maximumDrift: UInt64? = nil) throws -> Archive {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ArchiveError(.notInitialized, "no archive at \(path): run 'outpost init --site CODE --role branch|hq' first, or pass --data-dir")
         }
@@ -120,7 +122,7 @@ public final class Archive: Sendable {
             throw ArchiveError(.storage, "cannot migrate the archive at \(path)", cause: error)
         }
         try makeDurable(pool)
-        return try Archive(writer: pool, environment: environment)
+        return try Archive(writer: pool, environment: environment, maximumDrift: maximumDrift)
     }
 
     /// An archive in memory, for tests and the simulation.
@@ -145,7 +147,7 @@ public final class Archive: Sendable {
         }
     }
 
-    private convenience init(writer: any DatabaseWriter, environment: ArchiveEnvironment) throws {
+    private convenience init(writer: any DatabaseWriter, environment: ArchiveEnvironment, maximumDrift: UInt64? = nil) throws {
         let meta = try writer.read { db in
             try Dictionary(uniqueKeysWithValues: Row.fetchAll(db, sql: "SELECT key, value FROM meta").map { ($0[0] as String, $0[1] as DatabaseValue) })
         }
@@ -155,7 +157,8 @@ public final class Archive: Sendable {
         else {
             throw ArchiveError(.storage, "the archive at \(writer.path) lacks its site identity; it is not an Outpost archive or it is damaged")
         }
-        let drift = Int64.fromDatabaseValue(meta["maximum_drift_ms"] ?? .null).map(UInt64.init) ?? HybridLogicalClock.defaultMaximumDrift
+        let drift =
+            maximumDrift ?? Int64.fromDatabaseValue(meta["maximum_drift_ms"] ?? .null).map(UInt64.init) ?? HybridLogicalClock.defaultMaximumDrift
         self.init(
             writer: writer,
             core: ArchiveCore(

@@ -12,17 +12,21 @@ public struct OutpostCommand: ParsableCommand {
         discussion: """
             Each site (a branch or headquarters) keeps its own archive in its data directory \
             (--data-dir, default $OUTPOST_DATA_DIR, else /var/lib/outpost). Sites exchange change \
-            sets as files; applying the same set twice, or sets in any order, gives the same result.
+            sets over mutual TLS ('outpost serve' keeps a branch in sync with headquarters) or as             files; applying the same set twice, or sets in any order, gives the same result.
 
             Example, a new branch:
               outpost init --site SH01 --role branch
               outpost customer add --name "上海物流有限公司" --phone "021 6000 1234"
-              outpost changes export --for HQ --out /media/usb/SH01.opcs
+              outpost serve --hq hq.example.net:7443          (certificates: 'outpost pki --help')
+              outpost changes export --for HQ --out /media/usb/SH01.opcs   (no line at all)
             """,
         version: "outpost 0.1.0",
         subcommands: [
             InitCommand.self,
             StatusCommand.self,
+            ServeCommand.self,
+            SyncCommand.self,
+            PKICommand.self,
             CustomerCommand.self,
             ContactCommand.self,
             ComplaintCommand.self,
@@ -37,7 +41,7 @@ public struct OutpostCommand: ParsableCommand {
 
     /// Parses the arguments and runs the command. Usage errors are ArgumentParser's (exit 64);
     /// every error while running is one `error: …` line on stderr and exit code 1.
-    public static func main() {
+    public static func start() async {
         bootstrapLogging()
         var command: any ParsableCommand
         do {
@@ -46,7 +50,11 @@ public struct OutpostCommand: ParsableCommand {
             exit(withError: error)
         }
         do {
-            try command.run()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
         } catch {
             fail(error)
         }
@@ -83,12 +91,15 @@ public struct OutpostCommand: ParsableCommand {
     }
 
     /// Logs go to stderr so they never mix with the output; `OUTPOST_LOG_LEVEL` sets the level
-    /// (default `warning`: refused and quarantined changes are reported).
+    /// (default `warning`: refused and quarantined changes are reported; `serve` logs at
+    /// `info` unless told otherwise).
     static func bootstrapLogging() {
-        let level = ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0.lowercased()) } ?? .warning
+        if let level = ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"].flatMap({ Logger.Level(rawValue: $0.lowercased()) }) {
+            LogLevel.set(level)
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
+            handler.logLevel = LogLevel.value
             return handler
         }
     }

@@ -1,3 +1,3 @@
 import OutpostCLI
 
-OutpostCommand.main()
+await OutpostCommand.start()

@@ -16,6 +16,8 @@ public struct ApplyReport: Hashable, Sendable {
     public var quarantined = 0
     /// Whether the receive cursor for the producer advanced.
     public var cursorAdvanced = false
+    /// Each refused or quarantined change, with why (ids and rules only, never field values).
+    public var refusals: [ChangeRefusal] = []
 
     public init() {}
 
@@ -26,7 +28,22 @@ public struct ApplyReport: Hashable, Sendable {
         lhs.refused += rhs.refused
         lhs.quarantined += rhs.quarantined
         lhs.cursorAdvanced = lhs.cursorAdvanced || rhs.cursorAdvanced
+        lhs.refusals += rhs.refusals
     }
+}
+
+/// A change an apply did not store, and why.
+public struct ChangeRefusal: Hashable, Sendable {
+    public enum Kind: String, Sendable {
+        /// It breaks a rule (a branch writing settings, approving above the threshold); dropped.
+        case rule
+        /// Its clock is too far ahead of this site's; quarantined, releasable.
+        case clockAhead
+    }
+    public var record: RecordKey
+    public var origin: SiteID
+    public var kind: Kind
+    public var message: String
 }
 
 /// One write transaction: the clock, new site-table entries and the merge engine.

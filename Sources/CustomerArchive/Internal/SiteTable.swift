@@ -26,6 +26,12 @@ final class SiteTable: Sendable {
         return i
     }
 
+    /// The index of a site already in the table, without adding it (reads only).
+    func existingIndex(of site: SiteID, in db: Database) throws -> Int64? {
+        if let i = maps.withLock({ $0.byCode[site] }) { return i }
+        return try Int64.fetchOne(db, sql: "SELECT idx FROM sites WHERE code = ?", arguments: [site.code])
+    }
+
     func site(at index: Int64, in db: Database) throws -> SiteID {
         if let s = maps.withLock({ $0.byIndex[index] }) { return s }
         guard let code = try String.fetchOne(db, sql: "SELECT code FROM sites WHERE idx = ?", arguments: [index]) else {

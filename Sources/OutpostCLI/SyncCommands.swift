@@ -1,0 +1,215 @@
+import ArgumentParser
+import CustomerArchive
+import Foundation
+import Logging
+import OutpostDaemon
+import Replication
+import SyncService
+
+/// Options shared by `serve` and `sync`: the configuration file and flags that override it.
+struct DaemonOptions: ParsableArguments {
+    @OptionGroup var storage: DataDirOptions
+
+    @Option(
+        name: .customLong("config"),
+        help: ArgumentHelp(
+            "The configuration file. (default: $OUTPOST_CONFIG, else \(DaemonConfiguration.defaultPath) when it exists)", valueName: "file"))
+    var config: String?
+
+    @Option(name: .customLong("hq"), help: ArgumentHelp("Branch: headquarters' address, overrides sync.hq_address.", valueName: "host:port"))
+    var hq: String?
+
+    @Option(help: ArgumentHelp("Headquarters: the address to listen on, overrides sync.listen_address.", valueName: "host:port"))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("The CA certificate, overrides tls.ca_file.", valueName: "file"))
+    var ca: String?
+
+    @Option(help: ArgumentHelp("This site's certificate, overrides tls.certificate_file.", valueName: "file"))
+    var cert: String?
+
+    @Option(help: ArgumentHelp("This site's private key, overrides tls.key_file.", valueName: "file"))
+    var key: String?
+
+    @Option(
+        name: .customLong("log-level"),
+        help: ArgumentHelp("trace, debug, info, notice, warning, error or critical; overrides log.level.", valueName: "level"))
+    var logLevel: String?
+
+    /// The configuration in force: defaults, the file, then these flags.
+    func resolve() throws -> (DaemonConfiguration, dataDirectory: String) {
+        let explicit = config ?? ProcessInfo.processInfo.environment["OUTPOST_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        var configuration = try DaemonConfiguration.load(path: explicit ?? DaemonConfiguration.defaultPath, required: explicit != nil)
+        if let hq { configuration.hqAddress = hq }
+        if let listen { configuration.listenAddress = listen }
+        if let ca { configuration.caFile = ca }
+        if let cert { configuration.certificateFile = cert }
+        if let key { configuration.keyFile = key }
+        if let logLevel {
+            guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
+                throw CLIError("--log-level: '\(logLevel.prefix(16))' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            configuration.logLevel = level
+        }
+        // --data-dir and $OUTPOST_DATA_DIR win over the file's data_dir.
+        let directory: String
+        if storage.dataDir != nil || ProcessInfo.processInfo.environment["OUTPOST_DATA_DIR"].map({ !$0.isEmpty }) == true {
+            directory = storage.directory
+        } else {
+            directory = configuration.dataDirectory ?? storage.directory
+        }
+        return (configuration, directory)
+    }
+}
+
+/// `outpost serve`: the daemon.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run this site's sync daemon (headquarters or branch, as made by init).",
+        discussion: """
+            Headquarters listens for branches (sync.listen_address, default 0.0.0.0:7443) and \
+            relays every branch's changes to the others. A branch connects to headquarters \
+            (sync.hq_address), pushes the changes made here and pulls everyone else's, \
+            continuously; while headquarters is unreachable it keeps serving local writes and \
+            retries with exponential backoff. Both sides use mutual TLS with certificates from \
+            'outpost pki'. SIGTERM or SIGINT finishes the batch in flight and exits.
+
+            Settings come from the configuration file (see deploy/outpost.toml for every key), \
+            overridden by the flags below. Logs go to stderr.
+
+            Examples:
+              outpost serve                                   (uses /etc/outpost/outpost.toml)
+              outpost serve --data-dir /srv/hq --listen 127.0.0.1:7443
+              outpost serve --data-dir /srv/sh01 --hq hq.example.net:7443
+            """)
+
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws {
+        let (configuration, directory) = try options.resolve()
+        LogLevel.set(configuration.logLevel)
+        let logger = Logger(label: "outpost")
+        let archive = try Archive.open(
+            at: (directory as NSString).appendingPathComponent(Archive.fileName), maximumDrift: configuration.limits.maximumClockDriftMilliseconds)
+        let daemon = Daemon(archive: archive, configuration: configuration, dataDirectory: directory, logger: logger)
+        try await daemon.run { address in
+            logger.notice("ready", metadata: ["site": "\(archive.site)", "role": "\(archive.role.rawValue)", "address": "\(address)"])
+        }
+    }
+}
+
+/// `outpost sync --once`: one full exchange with headquarters.
+struct SyncCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sync",
+        abstract: "Exchange changes with headquarters once, then exit.",
+        discussion: """
+            Connects to headquarters, pushes every change made here that headquarters lacks and \
+            pulls every change headquarters holds that this branch lacks. Exits 0 only when both \
+            directions are caught up; otherwise prints why and exits 1. Progress (changes each \
+            way, rate, how far behind) is a bar on a terminal and plain lines otherwise. It can \
+            run while 'outpost serve' runs; both commit each batch with its cursor.
+
+            Example:
+              outpost sync --once --hq hq.example.net:7443
+            """)
+
+    @Flag(help: "One exchange, then exit (the only mode; 'serve' syncs continuously).")
+    var once = false
+
+    @OptionGroup var options: DaemonOptions
+
+    func run() async throws {
+        guard once else { throw CLIError("'outpost sync' needs --once; to sync continuously run 'outpost serve'") }
+        let (configuration, directory) = try options.resolve()
+        // A one-shot command speaks through its progress and result; logs only for trouble.
+        LogLevel.set(options.logLevel == nil ? .warning : configuration.logLevel)
+        let logger = Logger(label: "outpost")
+        let archive = try Archive.open(
+            at: (directory as NSString).appendingPathComponent(Archive.fileName), maximumDrift: configuration.limits.maximumClockDriftMilliseconds)
+        guard archive.role == .branch else { throw CLIError("this site is headquarters; 'sync --once' runs at a branch") }
+        guard let address = configuration.hqAddress else {
+            throw CLIError("headquarters' address is not set: pass --hq host:port or set sync.hq_address in the configuration")
+        }
+        let hq = try HostPort(parsing: address, defaultPort: DaemonConfiguration.defaultPort)
+        let files = configuration.resolvedTLS(role: .branch, site: archive.site, dataDirectory: directory)
+        let watch = try LogWatch(archive: archive, pollInterval: .milliseconds(configuration.limits.pollIntervalMilliseconds))
+        let client = BranchClient(
+            archive: archive, hq: hq, tls: files, limits: configuration.limits, watch: watch, logger: logger, dataDirectory: directory)
+        let meter = ProgressMeter()
+        let result: SyncProgress
+        do {
+            result = try await client.exchange(follow: false) { meter.show($0) }
+        } catch {
+            meter.finish()
+            throw CLIError("sync with \(hq) failed: \(BranchClient.describe(error))")
+        }
+        meter.finish()
+        guard result.pushCaughtUp && result.pullCaughtUp else {
+            throw CLIError("sync ended before both directions were caught up (pushed \(result.pushedChanges), pulled \(result.pulledChanges))")
+        }
+        Output.fields([
+            ("pushed", "\(result.pushedChanges) changes"),
+            ("pulled", "\(result.pulledChanges) changes"),
+            ("state", "caught up both ways with \(archive.headquarters)"),
+        ])
+    }
+}
+
+/// Progress of `sync --once` on stderr: a redrawn bar on a terminal, a line every few seconds
+/// otherwise.
+final class ProgressMeter: @unchecked Sendable {
+    private let lock = NSLock()
+    private let started = Date()
+    private var lastDraw = Date.distantPast
+    private var drew = false
+    private let terminal = Output.stderrIsTerminal
+
+    func show(_ p: SyncProgress) {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = Date()
+        guard now.timeIntervalSince(lastDraw) >= (terminal ? 0.1 : 2) else { return }
+        lastDraw = now
+        let elapsed = max(now.timeIntervalSince(started), 0.001)
+        let total = p.pulledChanges + Int(p.behind)
+        let fraction = total == 0 ? 1 : Double(p.pulledChanges) / Double(total)
+        let rate = Int(Double(p.pushedChanges + p.pulledChanges) / elapsed)
+        let counts = "pushed \(p.pushedChanges)  pulled \(p.pulledChanges)  behind \(p.behind)  \(rate) changes/s"
+        if terminal {
+            let width = 24
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            FileHandle.standardError.write(Data("\r[\(bar)] \(Int(fraction * 100))%  \(counts)\u{1B}[K".utf8))
+        } else {
+            FileHandle.standardError.write(Data("sync: \(counts)\n".utf8))
+        }
+        drew = true
+    }
+
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        if terminal && drew { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+/// The log level of loggers made from now on (the logging system is bootstrapped once, before
+/// the command's options are known).
+enum LogLevel {
+    nonisolated(unsafe) private static var current: Logger.Level = .warning
+    private static let lock = NSLock()
+
+    static var value: Logger.Level {
+        lock.lock()
+        defer { lock.unlock() }
+        return current
+    }
+
+    static func set(_ level: Logger.Level) {
+        lock.lock()
+        current = level
+        lock.unlock()
+    }
+}

@@ -1,0 +1,172 @@
+import CustomerArchive
+import Foundation
+import Synchronization
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Replication
+import ServiceLifecycle
+import SyncProtocol
+import SyncService
+
+/// `outpost serve`: the services of one site under a `ServiceGroup` that stops them in
+/// order on SIGTERM or SIGINT.
+///
+/// Headquarters serves the sync protocol to branches; a branch keeps a link to headquarters.
+/// Both watch their archive's change log, which the CLI writes from other processes.
+public struct Daemon: Sendable {
+    public let archive: Archive
+    public let configuration: DaemonConfiguration
+    public let dataDirectory: String
+    public let logger: Logger
+
+    public init(archive: Archive, configuration: DaemonConfiguration, dataDirectory: String, logger: Logger) {
+        self.archive = archive
+        self.configuration = configuration
+        self.dataDirectory = dataDirectory
+        self.logger = logger
+    }
+
+    /// Runs until SIGTERM/SIGINT. `onReady` is called once the site serves (HQ: listening,
+    /// with the bound address; branch: started).
+    public func run(onReady: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+        let watch = try LogWatch(archive: archive, pollInterval: .milliseconds(configuration.limits.pollIntervalMilliseconds))
+        var services: [any Service] = [ClosureService { await cancelWhenGracefulShutdown { await watch.run() } }]
+        switch archive.role {
+        case .hq:
+            services.append(try headquarters(watch: watch, onReady: onReady))
+        case .branch:
+            services.append(try branch(watch: watch, onReady: onReady))
+        }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+        logger.info("stopped", metadata: ["site": "\(archive.site)"])
+    }
+
+    // MARK: Headquarters
+
+    private func headquarters(watch: LogWatch, onReady: @escaping @Sendable (String) -> Void) throws -> any Service {
+        let listen: HostPort
+        do { listen = try HostPort(parsing: configuration.listenAddress, defaultPort: DaemonConfiguration.defaultPort) } catch {
+            throw ConfigurationError(file: "listen address", line: nil, key: "sync.listen_address", "\(error)")
+        }
+        let files = configuration.resolvedTLS(role: .headquarters, site: archive.site, dataDirectory: dataDirectory)
+        let pem = try files.loadForServer()
+        let limits = configuration.limits
+        let state = StateFile(directory: dataDirectory, initial: SyncState(role: "hq", site: archive.site.code))
+        let registry = BranchRegistry(onChange: { state.markDirty() })
+        let service = HeadquartersService(
+            archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger,
+            software: BranchClient.software)
+        let address: GRPCNIOTransportCore.SocketAddress =
+            listen.isIPv6 ? .ipv6(host: listen.host, port: listen.port) : .ipv4(host: listen.host, port: listen.port)
+        let transport = HTTP2ServerTransport.Posix(
+            address: address,
+            transportSecurity: .mTLS(
+                certificateChain: [.bytes(pem.certificate, format: .pem)], privateKey: .bytes(pem.key, format: .pem)
+            ) { tls in
+                tls.trustRoots = .certificates([.bytes(pem.ca, format: .pem)])
+                tls.clientCertificateVerification = .noHostnameVerification
+            },
+            config: .defaults { config in
+                // Above the protocol's own limit, so an oversized set gets the protocol's clear
+                // refusal (and a log line naming the site) rather than a bare transport error.
+                config.rpc.maxRequestPayloadSize = limits.maximumMessageBytes * 2
+            })
+        let server = GRPCServer(transport: transport, services: [service])
+        let logger = self.logger
+        let site = archive.site
+        return ClosureService {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask {
+                    try await withGracefulShutdownHandler {
+                        try await server.serve()
+                    } onGracefulShutdown: {
+                        logger.info("shutting down: finishing calls in flight")
+                        server.beginGracefulShutdown()
+                    }
+                }
+                group.addTask {
+                    guard let bound = try await server.listeningAddress else { return }
+                    logger.info("serving branches", metadata: ["site": "\(site)", "address": "\(bound)"])
+                    onReady("\(bound)")
+                    await cancelWhenGracefulShutdown {
+                        while !Task.isCancelled {
+                            state.update { $0.branches = registry.snapshot }
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                    state.update {
+                        $0.branches = registry.snapshot.map { var e = $0; e.streams = 0; return e }
+                        $0.connected = false
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Branch
+
+    private func branch(watch: LogWatch, onReady: @escaping @Sendable (String) -> Void) throws -> any Service {
+        guard let address = configuration.hqAddress else {
+            throw ConfigurationError(
+                file: "configuration", line: nil, key: "sync.hq_address", "a branch needs headquarters' address (host:port): set it or pass --hq")
+        }
+        let hq: HostPort
+        do { hq = try HostPort(parsing: address, defaultPort: DaemonConfiguration.defaultPort) } catch {
+            throw ConfigurationError(file: "configuration", line: nil, key: "sync.hq_address", "\(error)")
+        }
+        let files = configuration.resolvedTLS(role: .branch, site: archive.site, dataDirectory: dataDirectory)
+        _ = try files.loadForServer()
+        let client = BranchClient(
+            archive: archive, hq: hq, tls: files, limits: configuration.limits, watch: watch, logger: logger, dataDirectory: dataDirectory)
+        let logger = self.logger
+        let site = archive.site
+        return ClosureService {
+            logger.info("branch started", metadata: ["site": "\(site)", "hq": "\(hq)"])
+            onReady(hq.description)
+            await cancelWhenGracefulShutdown { await client.run() }
+        }
+    }
+}
+
+extension TLSFiles {
+    /// Reads the PEM files, with an error naming what is missing and how to make it.
+    func loadForServer() throws -> (ca: [UInt8], certificate: [UInt8], key: [UInt8]) {
+        func read(_ path: String, _ what: String) throws -> [UInt8] {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw SyncError(
+                    .configuration,
+                    "cannot read the \(what) \(path); at headquarters run 'outpost pki init', at a branch install the bundle from 'outpost pki issue'")
+            }
+            return [UInt8](data)
+        }
+        return (try read(ca, "CA certificate"), try read(certificate, "certificate"), try read(key, "private key"))
+    }
+}
+
+/// The sync state file, rewritten at most once a second when something changed.
+final class StateFile: Sendable {
+    private let directory: String
+    private let state: Mutex<SyncState>
+
+    init(directory: String, initial: SyncState) {
+        self.directory = directory
+        state = Mutex(initial)
+        initial.save(toDataDirectory: directory)
+    }
+
+    func markDirty() {}
+
+    func update(_ body: (inout SyncState) -> Void) {
+        let snapshot = state.withLock { s -> SyncState in
+            body(&s)
+            return s
+        }
+        snapshot.save(toDataDirectory: directory)
+    }
+}

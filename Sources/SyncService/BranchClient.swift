@@ -1,0 +1,396 @@
+import CustomerArchive
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Replication
+import Synchronization
+import SyncProtocol
+
+/// What a branch knows about its link to headquarters; saved for `outpost status`.
+public struct SyncState: Sendable, Codable, Equatable {
+    public var role: String
+    public var site: String
+    public var hqAddress: String?
+    public var connected = false
+    public var lastSuccessMilliseconds: UInt64?
+    public var lastError: String?
+    public var lastErrorMilliseconds: UInt64?
+    /// The end of HQ's change log as last reported by HQ.
+    public var hqLastSequence: UInt64?
+    /// HQ's clock minus this site's, at the last handshake.
+    public var clockOffsetMilliseconds: Int64?
+    /// Daemon process id and when the state was written.
+    public var pid: Int32 = getpid()
+    public var updatedMilliseconds: UInt64 = 0
+    /// At headquarters: every branch seen since the daemon started.
+    public var branches: [BranchRegistry.Entry]?
+
+    public init(role: String, site: String, hqAddress: String? = nil) {
+        self.role = role
+        self.site = site
+        self.hqAddress = hqAddress
+    }
+
+    public static let fileName = "sync-state.json"
+
+    public static func path(inDataDirectory directory: String) -> String {
+        (directory as NSString).appendingPathComponent(fileName)
+    }
+
+    public static func load(fromDataDirectory directory: String) -> SyncState? {
+        guard let data = FileManager.default.contents(atPath: path(inDataDirectory: directory)) else { return nil }
+        return try? JSONDecoder().decode(SyncState.self, from: data)
+    }
+
+    /// Writes the state whole (temporary file, then rename).
+    public func save(toDataDirectory directory: String) {
+        var copy = self
+        copy.updatedMilliseconds = nowMilliseconds()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        guard let data = try? encoder.encode(copy) else { return }
+        let path = Self.path(inDataDirectory: directory)
+        let temporary = path + ".tmp"
+        if FileManager.default.createFile(atPath: temporary, contents: data) {
+            _ = rename(temporary, path)
+        }
+    }
+}
+
+func nowMilliseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+/// Progress of one exchange, for `outpost sync --once`.
+public struct SyncProgress: Sendable {
+    public var pushedChanges = 0
+    public var pulledChanges = 0
+    /// Sequences of HQ's log this branch has yet to receive (an upper bound: it counts the
+    /// branch's own changes, which HQ skips).
+    public var behind: UInt64 = 0
+    public var pushCaughtUp = false
+    public var pullCaughtUp = false
+}
+
+/// A branch's link to headquarters: one handshake, then pushing its own changes and pulling
+/// everyone else's at the same time, each batch committed together with its cursor.
+public final class BranchClient: Sendable {
+    let archive: Archive
+    let hq: HostPort
+    let tls: TLSFiles
+    let limits: SyncLimits
+    let logger: Logger
+    let watch: LogWatch
+    let dataDirectory: String?
+    let state: Mutex<SyncState>
+    public static let software = "outpost"
+
+    public init(archive: Archive, hq: HostPort, tls: TLSFiles, limits: SyncLimits, watch: LogWatch, logger: Logger, dataDirectory: String?) {
+        self.archive = archive
+        self.hq = hq
+        self.tls = tls
+        self.limits = limits
+        self.watch = watch
+        self.logger = logger
+        self.dataDirectory = dataDirectory
+        var initial = dataDirectory.flatMap(SyncState.load(fromDataDirectory:)) ?? SyncState(role: "branch", site: archive.site.code)
+        initial.role = "branch"
+        initial.site = archive.site.code
+        initial.hqAddress = hq.description
+        initial.connected = false
+        initial.branches = nil
+        state = Mutex(initial)
+    }
+
+    public var currentState: SyncState { state.withLock { $0 } }
+
+    private func updateState(_ body: (inout SyncState) -> Void) {
+        let snapshot = state.withLock { s -> SyncState in
+            body(&s)
+            return s
+        }
+        if let dataDirectory { snapshot.save(toDataDirectory: dataDirectory) }
+    }
+
+    // MARK: Running
+
+    /// Keeps the link up until the task is cancelled: on any failure it records the error,
+    /// waits (exponential backoff with jitter) and connects again. Local writes never wait
+    /// for any of this.
+    public func run() async {
+        var failures = 0
+        updateState { _ in }
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            do {
+                _ = try await exchange(follow: true, progress: nil)
+                failures = 0
+            } catch is CancellationError {
+                break
+            } catch {
+                if Task.isCancelled { break }
+                let message = Self.describe(error)
+                // A session that ran a while counts as a success: start the backoff afresh.
+                if ContinuousClock.now - started > .seconds(30) { failures = 0 }
+                failures += 1
+                logger.warning("sync with headquarters failed", metadata: ["hq": "\(hq)", "error": "\(message)", "attempt": "\(failures)"])
+                updateState {
+                    $0.connected = false
+                    $0.lastError = message
+                    $0.lastErrorMilliseconds = nowMilliseconds()
+                }
+            }
+            updateState { $0.connected = false }
+            let delay = backoff(failures: failures)
+            try? await Task.sleep(for: .milliseconds(delay))
+        }
+        updateState { $0.connected = false }
+    }
+
+    /// Milliseconds to wait after `failures` failures in a row: doubling from the initial
+    /// delay up to the maximum, then 50-100% of that at random.
+    func backoff(failures: Int) -> Int {
+        let exponent = min(max(failures - 1, 0), 20)
+        let base = min(limits.retryMaximumMilliseconds, limits.retryInitialMilliseconds << exponent)
+        return Int(Double(base) * Double.random(in: 0.5...1.0))
+    }
+
+    /// One connection: handshake, then push and pull together. With `follow` it runs until
+    /// cancelled or the link fails; without, it returns once both directions are caught up.
+    @discardableResult
+    public func exchange(follow: Bool, progress: (@Sendable (SyncProgress) -> Void)?) async throws -> SyncProgress {
+        let files = try tls.load()
+        let target: any ResolvableTarget =
+            hq.isIPAddress ? (hq.isIPv6 ? .ipv6(address: hq.host, port: hq.port) : .ipv4(address: hq.host, port: hq.port)) : .dns(host: hq.host, port: hq.port)
+        let transport = try HTTP2ClientTransport.Posix(
+            target: target,
+            transportSecurity: .mTLS(
+                certificateChain: [.bytes(files.certificate, format: .pem)], privateKey: .bytes(files.key, format: .pem)
+            ) { config in
+                config.trustRoots = .certificates([.bytes(files.ca, format: .pem)])
+            },
+            config: .defaults)
+        return try await withGRPCClient(transport: transport) { client in
+            try await session(WireSync.Client(wrapping: client), follow: follow, progress: progress)
+        }
+    }
+
+    private func session(
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, progress: (@Sendable (SyncProgress) -> Void)?
+    ) async throws -> SyncProgress {
+        var hello = WireHelloRequest()
+        hello.protocolVersion = Wire.protocolVersion
+        hello.schemaVersion = UInt32(Schema.version)
+        hello.clockMs = nowMilliseconds()
+        hello.software = Self.software
+        var options = CallOptions.defaults
+        options.timeout = .seconds(15)
+        options.waitForReady = false
+        let welcome = try await sync.hello(hello, options: options)
+        let sentAt = hello.clockMs
+        let receivedAt = nowMilliseconds()
+        let offset = Int64(bitPattern: welcome.clockMs &- (sentAt / 2 + receivedAt / 2))
+        guard welcome.site == archive.site.code else {
+            throw SyncError(
+                .refused,
+                "headquarters sees this connection as \(welcome.site), but this archive is \(archive.site): the certificate belongs to another site")
+        }
+        guard welcome.headquarters == archive.headquarters.code else {
+            throw SyncError(.refused, "the server is site \(welcome.headquarters), but this archive's headquarters is \(archive.headquarters)")
+        }
+        if offset.magnitude > limits.maximumClockDriftMilliseconds {
+            logger.warning(
+                "this machine's clock differs from headquarters'; changes made here may be quarantined",
+                metadata: ["offset_ms": "\(offset)"])
+        }
+        logger.info("connected to headquarters", metadata: ["hq": "\(hq)", "hq_last_sequence": "\(welcome.lastSequence)"])
+        updateState {
+            $0.connected = true
+            $0.clockOffsetMilliseconds = offset
+            $0.hqLastSequence = welcome.lastSequence
+        }
+        let maxBytes = min(limits.batchMaximumBytes, Int(welcome.limits.maxChangeSetBytes == 0 ? UInt32.max : welcome.limits.maxChangeSetBytes) / 2)
+        let maxChanges = min(limits.batchMaximumChanges, Int(welcome.limits.maxChanges == 0 ? UInt32.max : welcome.limits.maxChanges))
+        let tracker = ProgressTracker(progress)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await self.pushLoop(sync, from: welcome.receivedThrough, follow: follow, maxBytes: maxBytes, maxChanges: maxChanges, tracker: tracker)
+            }
+            group.addTask {
+                try await self.pullLoop(sync, follow: follow, maxBytes: maxBytes, tracker: tracker)
+            }
+            try await group.waitForAll()
+        }
+        let final = tracker.value
+        if !follow {
+            updateState {
+                $0.connected = false
+                $0.lastSuccessMilliseconds = nowMilliseconds()
+                $0.lastError = nil
+            }
+        }
+        return final
+    }
+
+    // MARK: Push
+
+    private func pushLoop(
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, from start: UInt64, follow: Bool, maxBytes: Int, maxChanges: Int,
+        tracker: ProgressTracker
+    ) async throws {
+        let (acks, ackSink) = AsyncThrowingStream.makeStream(of: WirePushAck.self)
+        let site = archive.site
+        let hqSite = archive.headquarters
+        try await sync.push(
+            requestProducer: { [archive, watch, logger] writer in
+                var cursor = start
+                var pending = acks.makeAsyncIterator()
+                while true {
+                    try Task.checkCancellation()
+                    let set = try await Blocking.run { [cursor] in
+                        try archive.exportChanges(after: cursor, origin: site, limit: maxChanges, maxBytes: maxBytes)
+                    }
+                    if set.through <= cursor {
+                        tracker.update { $0.pushCaughtUp = true }
+                        self.noteCaughtUp(tracker)
+                        if !follow { return }
+                        _ = await watch.wait(after: cursor, timeout: .seconds(30))
+                        continue
+                    }
+                    tracker.update { $0.pushCaughtUp = false }
+                    var message = WirePushRequest()
+                    message.changeSet = Data(try ChangeSetCodec.encode(set))
+                    try await writer.write(message)
+                    guard let ack = try await pending.next() else {
+                        throw SyncError(.protocolViolation, "headquarters closed the push stream without acknowledging")
+                    }
+                    for refusal in ack.refusals {
+                        logger.warning(
+                            "headquarters refused a change", metadata: ["record": "\(refusal.record)", "reason": "\(refusal.reason.metadataName)"])
+                    }
+                    if !ack.refusals.isEmpty {
+                        self.updateState {
+                            $0.lastError = "headquarters refused \(ack.refusals.count) change(s): \(ack.refusals[0].message)"
+                            $0.lastErrorMilliseconds = nowMilliseconds()
+                        }
+                    }
+                    try await Blocking.run { try archive.acknowledgeSent(to: hqSite, through: ack.receivedThrough) }
+                    tracker.update { $0.pushedChanges += set.changes.count }
+                    // HQ's cursor is the truth: if the set did not continue from it, resume there.
+                    cursor = ack.receivedThrough
+                }
+            },
+            onResponse: { response in
+                do {
+                    for try await ack in response.messages { ackSink.yield(ack) }
+                    ackSink.finish()
+                } catch {
+                    ackSink.finish(throwing: error)
+                    throw error
+                }
+            })
+    }
+
+    // MARK: Pull
+
+    private func pullLoop(
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, maxBytes: Int, tracker: ProgressTracker
+    ) async throws {
+        let hqSite = archive.headquarters
+        let start = try await Blocking.run { [archive] in try archive.cursor(for: hqSite).receivedThrough }
+        let (committed, commitSink) = AsyncStream.makeStream(of: UInt64.self)
+        let codecLimits = CodecLimits(maximumEncodedBytes: limits.maximumMessageBytes * 2, maximumBodyBytes: max(limits.batchMaximumBytes * 8, 32 << 20))
+        try await sync.pull(
+            requestProducer: { writer in
+                var first = WirePullRequest()
+                var startMessage = WirePullStart()
+                startMessage.after = start
+                startMessage.follow = follow
+                startMessage.maxChangeSetBytes = UInt32(maxBytes)
+                first.start = startMessage
+                try await writer.write(first)
+                for await through in committed {
+                    var ack = WirePullRequest()
+                    var a = WirePullAck()
+                    a.through = through
+                    ack.ack = a
+                    try await writer.write(ack)
+                }
+            },
+            onResponse: { [archive, watch] response in
+                defer { commitSink.finish() }
+                for try await batch in response.messages {
+                    let set: ChangeSet
+                    do {
+                        set = try ChangeSetCodec.decode([UInt8](batch.changeSet), limits: codecLimits)
+                    } catch {
+                        throw SyncError(.protocolViolation, "headquarters sent a change set that does not decode: \(error)")
+                    }
+                    guard set.producer == hqSite else {
+                        throw SyncError(.protocolViolation, "headquarters sent a change set produced by \(set.producer)")
+                    }
+                    let report = try await Blocking.run {
+                        try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+                    }
+                    if !report.refusals.isEmpty {
+                        self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
+                    }
+                    commitSink.yield(set.through)
+                    watch.advance(to: try await Blocking.run { try archive.lastSequence() })
+                    tracker.update {
+                        $0.pulledChanges += set.changes.count
+                        $0.behind = batch.lastSequence > set.through ? batch.lastSequence - set.through : 0
+                        $0.pullCaughtUp = batch.caughtUp
+                    }
+                    self.updateState { $0.hqLastSequence = batch.lastSequence }
+                    if batch.caughtUp { self.noteCaughtUp(tracker) }
+                    if !follow && batch.caughtUp { break }
+                }
+            })
+    }
+
+    private func noteCaughtUp(_ tracker: ProgressTracker) {
+        let value = tracker.value
+        if value.pushCaughtUp && value.pullCaughtUp {
+            updateState {
+                $0.lastSuccessMilliseconds = nowMilliseconds()
+                $0.lastError = nil
+            }
+        }
+    }
+
+    /// One line for logs and `status`: gRPC codes and refusal reasons in plain words.
+    public static func describe(_ error: any Error) -> String {
+        if let rpc = error as? RPCError {
+            if let reason = Wire.reason(of: rpc) {
+                return "refused by headquarters (\(reason.metadataName)): \(rpc.message)"
+            }
+            switch rpc.code {
+            case .unavailable:
+                return "headquarters is unreachable: \(rpc.message)"
+            case .deadlineExceeded:
+                return "headquarters did not answer in time"
+            default:
+                return "\(rpc.code): \(rpc.message)"
+            }
+        }
+        return "\(error)"
+    }
+}
+
+/// Progress shared by the push and pull loops of one exchange.
+final class ProgressTracker: Sendable {
+    private let state = Mutex(SyncProgress())
+    private let report: (@Sendable (SyncProgress) -> Void)?
+
+    init(_ report: (@Sendable (SyncProgress) -> Void)?) { self.report = report }
+
+    var value: SyncProgress { state.withLock { $0 } }
+
+    func update(_ body: (inout SyncProgress) -> Void) {
+        let v = state.withLock { s -> SyncProgress in
+            body(&s)
+            return s
+        }
+        report?(v)
+    }
+}

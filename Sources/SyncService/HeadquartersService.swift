@@ -1,0 +1,315 @@
+import CustomerArchive
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import Replication
+import Synchronization
+import SyncProtocol
+import X509
+
+/// Headquarters' side of the protocol: authenticates each call by the client certificate,
+/// takes branches' changes in (refusing what a branch may not write) and streams everyone
+/// else's changes out, never echoing a change to its origin.
+public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable {
+    let archive: Archive
+    let limits: SyncLimits
+    let watch: LogWatch
+    let revocations: RevocationWatcher
+    let registry: BranchRegistry
+    let logger: Logger
+    let software: String
+
+    public init(
+        archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger,
+        software: String
+    ) {
+        self.archive = archive
+        self.limits = limits
+        self.watch = watch
+        self.revocations = RevocationWatcher(path: revokedFile)
+        self.registry = registry
+        self.logger = logger
+        self.software = software
+    }
+
+    /// The oldest branch schema served; HQ serves the previous schema too once there is one.
+    static let minimumSchemaVersion: UInt32 = 1
+
+    var wireLimits: WireLimits {
+        var l = WireLimits()
+        l.maxChangeSetBytes = UInt32(limits.maximumMessageBytes)
+        l.maxChanges = UInt32(limits.batchMaximumChanges)
+        l.maxClockDriftMs = limits.maximumClockDriftMilliseconds
+        return l
+    }
+
+    var codecLimits: CodecLimits {
+        // A body inflates to at most ~20x here; a larger claim is refused before allocating.
+        CodecLimits(
+            maximumEncodedBytes: limits.maximumMessageBytes, maximumBodyBytes: max(limits.batchMaximumBytes * 4, 16 << 20),
+            maximumChanges: limits.batchMaximumChanges * 2)
+    }
+
+    // MARK: Identity
+
+    /// The branch a call comes from, from its verified client certificate only.
+    func authenticate(_ context: ServerContext) throws -> SiteID {
+        let peer = context.remotePeer
+        guard let certificate = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate else {
+            logger.warning("refused a call without a client certificate", metadata: ["peer": "\(peer)", "reason": "UNAUTHENTICATED"])
+            throw Wire.refusal(.unauthenticated, .unauthenticated, "a client certificate issued by this headquarters is required")
+        }
+        let identity = CertificateIdentity(certificate)
+        guard let site = try? SiteID(identity.commonName), site != archive.headquarters, identity.unit == "branch" else {
+            logger.warning("refused a certificate that names no branch", metadata: ["peer": "\(peer)", "reason": "UNAUTHENTICATED"])
+            throw Wire.refusal(.unauthenticated, .unauthenticated, "the client certificate does not name a branch site")
+        }
+        if revocations.isRevoked(identity.serial) {
+            logger.warning("refused a revoked certificate", metadata: ["site": "\(site)", "serial": "\(identity.serial)", "reason": "REVOKED"])
+            throw Wire.refusal(.permissionDenied, .revoked, "the certificate of \(site) (serial \(identity.serial)) is revoked at headquarters")
+        }
+        if identity.notValidAfter < Date() {
+            logger.warning("refused an expired certificate", metadata: ["site": "\(site)", "reason": "UNAUTHENTICATED"])
+            throw Wire.refusal(.unauthenticated, .unauthenticated, "the certificate of \(site) expired; issue a new one with 'outpost pki issue'")
+        }
+        return site
+    }
+
+    // MARK: Hello
+
+    public func hello(request: WireHelloRequest, context: ServerContext) async throws -> WireHelloResponse {
+        let site = try authenticate(context)
+        guard request.protocolVersion == Wire.protocolVersion else {
+            logger.warning("refused a protocol version", metadata: ["site": "\(site)", "version": "\(request.protocolVersion)", "reason": "VERSION"])
+            throw Wire.refusal(
+                .failedPrecondition, .version,
+                "headquarters speaks sync protocol \(Wire.protocolVersion); \(site) speaks \(request.protocolVersion): upgrade the older side")
+        }
+        let schema = UInt32(Schema.version)
+        guard (Self.minimumSchemaVersion...schema).contains(request.schemaVersion) else {
+            logger.warning("refused a schema version", metadata: ["site": "\(site)", "schema": "\(request.schemaVersion)", "reason": "VERSION"])
+            throw Wire.refusal(
+                .failedPrecondition, .version,
+                "headquarters serves archive schemas \(Self.minimumSchemaVersion)-\(schema); \(site) has \(request.schemaVersion): "
+                    + (request.schemaVersion > schema ? "upgrade headquarters first" : "upgrade the branch"))
+        }
+        let (cursor, last) = try await Blocking.run { [archive] in (try archive.cursor(for: site), try archive.lastSequence()) }
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        let skew = Int64(bitPattern: request.clockMs &- now)
+        if skew.magnitude > limits.maximumClockDriftMilliseconds {
+            logger.warning("branch clock differs from headquarters'", metadata: ["site": "\(site)", "skew_ms": "\(skew)"])
+        }
+        logger.info("branch connected", metadata: ["site": "\(site)", "peer": "\(context.remotePeer)", "software": "\(request.software.prefix(40))"])
+        registry.seen(site)
+        var response = WireHelloResponse()
+        response.protocolVersion = Wire.protocolVersion
+        response.schemaVersion = schema
+        response.minSchemaVersion = Self.minimumSchemaVersion
+        response.site = site.code
+        response.headquarters = archive.headquarters.code
+        response.clockMs = now
+        response.receivedThrough = cursor.receivedThrough
+        response.sentThrough = cursor.sentThrough
+        response.lastSequence = last
+        response.limits = wireLimits
+        return response
+    }
+
+    // MARK: Push
+
+    public func push(
+        request: RPCAsyncSequence<WirePushRequest, any Error>, response: RPCWriter<WirePushAck>, context: ServerContext
+    ) async throws {
+        let site = try authenticate(context)
+        registry.opened(site, stream: .push)
+        defer { registry.closed(site, stream: .push) }
+        do {
+            for try await message in request {
+                let ack = try await receive(message.changeSet, from: site)
+                try await response.write(ack)
+            }
+        } catch let error as RPCError {
+            throw error
+        } catch {
+            logger.warning("push stream failed", metadata: ["site": "\(site)", "error": "\(error)"])
+            throw Wire.refusal(.invalidArgument, .malformed, "the push stream broke: \(error)")
+        }
+    }
+
+    /// Checks one change set from `site` and commits it with the cursor; refusals of whole
+    /// sets throw (nothing stored), refusals of single changes are reported in the ack.
+    func receive(_ data: Data, from site: SiteID) async throws -> WirePushAck {
+        func refuse(_ code: RPCError.Code, _ reason: Reason, _ message: String) -> RPCError {
+            logger.warning("refused a change set", metadata: ["site": "\(site)", "reason": "\(reason.metadataName)", "detail": "\(message)"])
+            return Wire.refusal(code, reason, message)
+        }
+        guard data.count <= limits.maximumMessageBytes else {
+            throw refuse(.resourceExhausted, .tooLarge, "a change set of \(data.count) bytes is over the limit of \(limits.maximumMessageBytes)")
+        }
+        let set: ChangeSet
+        do {
+            set = try ChangeSetCodec.decode([UInt8](data), limits: codecLimits)
+        } catch {
+            if error.code == .changeSetTooLarge { throw refuse(.resourceExhausted, .tooLarge, error.message) }
+            throw refuse(.invalidArgument, .malformed, "the change set does not decode: \(error.message)")
+        }
+        guard set.producer == site else {
+            throw refuse(.permissionDenied, .forgedOrigin, "a change set produced by \(set.producer) arrived on the connection of \(site)")
+        }
+        if let forged = set.changes.first(where: { $0.origin != site }) {
+            throw refuse(
+                .permissionDenied, .forgedOrigin,
+                "change to record \(forged.key) claims origin \(forged.origin) on the connection of \(site); a branch sends only its own changes")
+        }
+        guard set.changes.count <= limits.batchMaximumChanges else {
+            throw refuse(.resourceExhausted, .tooLarge, "\(set.changes.count) changes in one set; the limit is \(limits.batchMaximumChanges)")
+        }
+        let report: ApplyReport
+        do {
+            report = try await Blocking.run { [archive] in
+                try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+            }
+        } catch let error as ArchiveError {
+            switch error.code {
+            case .schemaTooNew: throw refuse(.failedPrecondition, .version, error.message)
+            case .malformedChangeSet: throw refuse(.invalidArgument, .malformed, error.message)
+            default:
+                logger.error("storing a change set failed", metadata: ["site": "\(site)", "error": "\(error)"])
+                throw RPCError(code: .unavailable, message: "headquarters could not store the change set; it will be retried")
+            }
+        }
+        let cursor = try await Blocking.run { [archive] in try archive.cursor(for: site) }
+        if let end = try? await Blocking.run({ [archive] in try archive.lastSequence() }) { watch.advance(to: end) }
+        registry.received(site, through: cursor.receivedThrough)
+        var ack = WirePushAck()
+        ack.receivedThrough = cursor.receivedThrough
+        ack.applied = UInt32(clamping: set.changes.count - report.refusals.count)
+        ack.refusals = report.refusals.map { r in
+            var w = WireRefusal()
+            w.record = r.record.description
+            w.reason = r.kind == .rule ? .hqOnly : .clockAhead
+            w.message = r.message
+            return w
+        }
+        for r in report.refusals {
+            logger.warning(
+                "refused a change", metadata: ["site": "\(site)", "record": "\(r.record)", "reason": "\(r.kind == .rule ? "HQ_ONLY" : "CLOCK_AHEAD")"])
+        }
+        return ack
+    }
+
+    // MARK: Pull
+
+    public func pull(
+        request: RPCAsyncSequence<WirePullRequest, any Error>, response: RPCWriter<WirePullBatch>, context: ServerContext
+    ) async throws {
+        let site = try authenticate(context)
+        var messages = request.makeAsyncIterator()
+        guard let first = try await messages.next(), case .start(let start)? = first.kind else {
+            logger.warning("refused a pull without a start", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
+            throw Wire.refusal(.invalidArgument, .protocol, "a pull must begin with PullStart")
+        }
+        registry.opened(site, stream: .pull)
+        defer { registry.closed(site, stream: .pull) }
+        let maxBytes = start.maxChangeSetBytes == 0 ? limits.batchMaximumBytes : min(Int(start.maxChangeSetBytes), limits.batchMaximumBytes)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in
+                var cursor = start.after
+                while true {
+                    try Task.checkCancellation()
+                    let set = try await Blocking.run { [archive, limits, cursor] in
+                        try archive.exportChanges(after: cursor, excluding: site, limit: limits.batchMaximumChanges, maxBytes: maxBytes)
+                    }
+                    let last = watch.lastSequence
+                    if set.through > cursor || !start.follow {
+                        var batch = WirePullBatch()
+                        batch.changeSet = Data(try ChangeSetCodec.encode(set))
+                        batch.lastSequence = max(last, set.through)
+                        batch.caughtUp = set.through >= last
+                        try await response.write(batch)
+                        cursor = set.through
+                        if !start.follow && batch.caughtUp { return }
+                        continue
+                    }
+                    _ = await watch.wait(after: cursor, timeout: .seconds(15))
+                }
+            }
+            // Acknowledgements: the branch committed HQ's log up to `through`. The branch
+            // ends its side after the last one; a following stream ends when it goes away.
+            while let message = try await messages.next() {
+                guard case .ack(let ack)? = message.kind else {
+                    logger.warning("refused a second PullStart", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
+                    throw Wire.refusal(.invalidArgument, .protocol, "only PullAck may follow PullStart")
+                }
+                try await Blocking.run { [archive] in try archive.acknowledgeSent(to: site, through: ack.through) }
+                registry.acknowledged(site, through: ack.through)
+            }
+            if start.follow { group.cancelAll() }
+            try await group.waitForAll()
+        }
+    }
+}
+
+/// Which branches are connected, for `outpost status` at headquarters.
+public final class BranchRegistry: Sendable {
+    public enum Stream: Sendable { case push, pull }
+
+    public struct Entry: Sendable, Codable, Equatable {
+        public var site: String
+        public var streams: Int
+        public var lastSeenMilliseconds: UInt64
+        public var receivedThrough: UInt64
+        public var acknowledgedThrough: UInt64
+    }
+
+    private let entries = Mutex<[SiteID: Entry]>([:])
+    private let onChange: @Sendable () -> Void
+
+    public init(onChange: @escaping @Sendable () -> Void = {}) { self.onChange = onChange }
+
+    private func update(_ site: SiteID, _ body: (inout Entry) -> Void) {
+        entries.withLock { all in
+            var e = all[site] ?? Entry(site: site.code, streams: 0, lastSeenMilliseconds: 0, receivedThrough: 0, acknowledgedThrough: 0)
+            body(&e)
+            e.lastSeenMilliseconds = UInt64(Date().timeIntervalSince1970 * 1000)
+            all[site] = e
+        }
+        onChange()
+    }
+
+    func seen(_ site: SiteID) { update(site) { _ in } }
+    func opened(_ site: SiteID, stream: Stream) { update(site) { $0.streams += 1 } }
+    func closed(_ site: SiteID, stream: Stream) { update(site) { $0.streams = max(0, $0.streams - 1) } }
+    func received(_ site: SiteID, through: UInt64) { update(site) { $0.receivedThrough = max($0.receivedThrough, through) } }
+    func acknowledged(_ site: SiteID, through: UInt64) { update(site) { $0.acknowledgedThrough = max($0.acknowledgedThrough, through) } }
+
+    /// Every branch seen since start, connected ones with `streams > 0`.
+    public var snapshot: [Entry] { entries.withLock { Array($0.values) }.sorted { $0.site < $1.site } }
+}
+
+/// The revocation list, re-read when its file changes, so `outpost pki revoke` takes effect
+/// on the next call without a restart.
+final class RevocationWatcher: Sendable {
+    private struct State {
+        var modified: Date?
+        var serials: Set<String> = []
+    }
+    private let path: String?
+    private let state = Mutex(State())
+
+    init(path: String?) { self.path = path }
+
+    func isRevoked(_ serial: String) -> Bool {
+        guard let path else { return false }
+        let modified = (try? FileManager.default.attributesOfItem(atPath: path))?[.modificationDate] as? Date
+        return state.withLock { s in
+            if s.modified != modified || modified == nil {
+                s.modified = modified
+                // An unreadable list refuses nobody new but keeps what it knew.
+                if let list = try? RevocationList.load(path: path) { s.serials = list.serials }
+            }
+            return s.serials.contains(serial.lowercased())
+        }
+    }
+}

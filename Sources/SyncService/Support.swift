@@ -1,0 +1,106 @@
+import CustomerArchive
+import Dispatch
+import Foundation
+import GRPCCore
+import Synchronization
+import SyncProtocol
+
+/// Runs blocking archive work (SQLite through GRDB) on threads outside Swift's cooperative
+/// pool, so a long transaction never starves the tasks that move bytes on the network.
+enum Blocking {
+    private static let queue = DispatchQueue(label: "outpost.archive", qos: .utility, attributes: .concurrent)
+
+    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+}
+
+/// Watches an archive's change log for growth, whoever writes it (this process or the CLI).
+///
+/// One poller reads the log's end every poll interval; writers in this process call
+/// ``advance(to:)`` so their waiters wake at once. Readers sleep in short steps.
+public final class LogWatch: Sendable {
+    private let last: Atomic<UInt64>
+    private let archive: Archive
+    private let interval: Duration
+
+    public init(archive: Archive, pollInterval: Duration) throws {
+        self.archive = archive
+        self.interval = pollInterval
+        last = Atomic(try archive.lastSequence())
+    }
+
+    public var lastSequence: UInt64 { last.load(ordering: .acquiring) }
+
+    public func advance(to sequence: UInt64) {
+        var current = last.load(ordering: .relaxed)
+        while sequence > current {
+            let (exchanged, original) = last.compareExchange(expected: current, desired: sequence, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            current = original
+        }
+    }
+
+    /// Polls the archive until the task is cancelled.
+    public func run() async {
+        while !Task.isCancelled {
+            if let seq = try? await Blocking.run({ [archive] in try archive.lastSequence() }) { advance(to: seq) }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Returns when the log reaches past `sequence`, or after `timeout`; `true` when it grew.
+    public func wait(after sequence: UInt64, timeout: Duration) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        let step = min(interval / 4, .milliseconds(50))
+        while lastSequence <= sequence {
+            if Task.isCancelled || clock.now >= deadline { return false }
+            try? await Task.sleep(for: step)
+        }
+        return true
+    }
+}
+
+extension Reason {
+    /// The name carried in the `outpost-reason` metadata entry of a refused call.
+    var metadataName: String {
+        switch self {
+        case .unspecified: "UNSPECIFIED"
+        case .unauthenticated: "UNAUTHENTICATED"
+        case .revoked: "REVOKED"
+        case .forgedOrigin: "FORGED_ORIGIN"
+        case .hqOnly: "HQ_ONLY"
+        case .clockAhead: "CLOCK_AHEAD"
+        case .tooLarge: "TOO_LARGE"
+        case .malformed: "MALFORMED"
+        case .version: "VERSION"
+        case .protocol: "PROTOCOL"
+        case .UNRECOGNIZED(let n): "UNRECOGNIZED_\(n)"
+        }
+    }
+
+    init(metadataName: String) {
+        self = Reason.allCases.first { $0.metadataName == metadataName } ?? .unspecified
+    }
+}
+
+typealias Reason = WireReason
+
+enum Wire {
+    static let protocolVersion: UInt32 = 1
+    static let reasonKey = "outpost-reason"
+
+    static func refusal(_ code: RPCError.Code, _ reason: Reason, _ message: String) -> RPCError {
+        var metadata = Metadata()
+        metadata.addString(reason.metadataName, forKey: reasonKey)
+        return RPCError(code: code, message: message, metadata: metadata)
+    }
+
+    static func reason(of error: RPCError) -> Reason? {
+        for value in error.metadata[stringValues: reasonKey] { return Reason(metadataName: value) }
+        return nil
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+
+/// Timing and size limits of the exchange (the `[sync]` table of the configuration).
+public struct SyncLimits: Sendable, Equatable {
+    /// How often a daemon looks for new changes in its archive (other processes, such as
+    /// the CLI, write to it too).
+    public var pollIntervalMilliseconds = 200
+    /// The first wait after a failed connection; doubled on each failure up to the maximum,
+    /// with up to 50% random jitter so branches that lost HQ together do not return together.
+    public var retryInitialMilliseconds = 500
+    public var retryMaximumMilliseconds = 30_000
+    /// A change set is cut when its encoded changes reach this many bytes (before
+    /// compression) or this many changes; one write is never split.
+    public var batchMaximumBytes = 1 << 20
+    public var batchMaximumChanges = 20_000
+    /// HQ quarantines a change whose clock is further ahead of its own wall clock.
+    public var maximumClockDriftMilliseconds: UInt64 = 300_000
+
+    public init() {}
+
+    /// The largest message either side accepts: a full batch that compressed not at all,
+    /// plus framing. HQ refuses a larger change set with `REASON_TOO_LARGE`.
+    public var maximumMessageBytes: Int { batchMaximumBytes + batchMaximumBytes / 4 + 64 * 1024 }
+}
+
+/// The TLS files one side uses.
+public struct TLSFiles: Sendable, Equatable {
+    public var ca: String
+    public var certificate: String
+    public var key: String
+    /// HQ only: serials it refuses (`outpost pki revoke`).
+    public var revoked: String?
+
+    public init(ca: String, certificate: String, key: String, revoked: String? = nil) {
+        self.ca = ca
+        self.certificate = certificate
+        self.key = key
+        self.revoked = revoked
+    }
+
+    /// Reads the three PEM files, with an error naming the one that is missing.
+    func load() throws -> (ca: [UInt8], certificate: [UInt8], key: [UInt8]) {
+        func read(_ path: String, _ what: String) throws -> [UInt8] {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw SyncError(.configuration, "cannot read the \(what) \(path): install the site's certificate bundle (outpost pki issue at HQ)")
+            }
+            return [UInt8](data)
+        }
+        return (try read(ca, "CA certificate"), try read(certificate, "certificate"), try read(key, "private key"))
+    }
+}
+
+/// `host:port`, with IPv6 addresses in brackets (`[::1]:7443`).
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init(parsing text: String, defaultPort: Int? = nil) throws {
+        var host = Substring(text)
+        var portText: Substring?
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { throw SyncError(.configuration, "'\(text)': missing ']' after the IPv6 address") }
+            let rest = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            if rest.hasPrefix(":") { portText = rest.dropFirst() } else if !rest.isEmpty { throw SyncError(.configuration, "'\(text)' is not host:port") }
+        } else if let colon = host.lastIndex(of: ":") {
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        guard !host.isEmpty else { throw SyncError(.configuration, "'\(text)': the host is missing (host:port)") }
+        let port: Int
+        if let portText {
+            guard let p = Int(portText), (1...65535).contains(p) else { throw SyncError(.configuration, "'\(text)': the port must be 1-65535") }
+            port = p
+        } else if let defaultPort {
+            port = defaultPort
+        } else {
+            throw SyncError(.configuration, "'\(text)': the port is missing (host:port)")
+        }
+        self.host = String(host)
+        self.port = port
+    }
+
+    public var isIPv6: Bool { host.contains(":") }
+    public var isIPAddress: Bool { IPAddressBytes(host) != nil }
+    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// An error of the sync layer, with a kind the CLI and logs can act on.
+public struct SyncError: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable {
+        case configuration
+        case unreachable
+        case refused
+        case protocolViolation
+        case version
+    }
+
+    public var kind: Kind
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public var description: String { message }
+}
