@@ -26,6 +26,15 @@ public struct PeerCursor: Hashable, Sendable, Codable {
     public var receivedThrough: UInt64
     /// "The peer holds all of my log up to here."
     public var sentThrough: UInt64
+    /// When the peer last delivered a change set here (Unix milliseconds).
+    public var lastSeenMilliseconds: UInt64?
+
+    public init(peer: String, receivedThrough: UInt64, sentThrough: UInt64, lastSeenMilliseconds: UInt64? = nil) {
+        self.peer = peer
+        self.receivedThrough = receivedThrough
+        self.sentThrough = sentThrough
+        self.lastSeenMilliseconds = lastSeenMilliseconds
+    }
 }
 
 extension Archive {
@@ -84,8 +93,12 @@ extension Archive {
                 // Never cut between changes one write made together (a record's existence and
                 // its fields share key and stamp): a receiver never holds half a creation.
                 if changes.count >= limit || bytes >= maxBytes, !(last?.key == keyData && last?.time == rawTime) {
-                    through = changes.isEmpty ? after : UInt64(try Int64.fetchOne(
-                        db, sql: "SELECT coalesce(max(seq), 0) FROM changelog WHERE seq < ?", arguments: [row[0] as Int64]) ?? 0)
+                    through =
+                        changes.isEmpty
+                        ? after
+                        : UInt64(
+                            try Int64.fetchOne(
+                                db, sql: "SELECT coalesce(max(seq), 0) FROM changelog WHERE seq < ?", arguments: [row[0] as Int64]) ?? 0)
                     break
                 }
                 last = (keyData, rawTime)
@@ -102,6 +115,16 @@ extension Archive {
                 changes.append(Change(table: UInt8(row[1] as Int64), key: RecordKey(data: keyData), stamp: Stamp(time: time, site: origin), body: decoded))
             }
             return ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: changes)
+        }
+    }
+
+    /// How many changes in the log after `sequence` do not originate at `site`: what a peer
+    /// whose cursor is `sequence` has yet to receive from here.
+    public func countChanges(after sequence: UInt64, excluding site: SiteID) throws -> Int {
+        try read { db in
+            let index = try core.sites.existingIndex(of: site, in: db) ?? -1
+            return try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM changelog WHERE seq > ? AND site != ?", arguments: [Int64(bitPattern: sequence), index]) ?? 0
         }
     }
 
@@ -293,8 +316,10 @@ extension Archive {
     /// This site's cursors for every peer it has exchanged with.
     public func cursors() throws -> [PeerCursor] {
         try read { db in
-            try Row.fetchAll(db, sql: "SELECT peer, received_through, sent_through FROM cursors ORDER BY peer").map {
-                PeerCursor(peer: $0[0], receivedThrough: UInt64($0[1] as Int64), sentThrough: UInt64($0[2] as Int64))
+            try Row.fetchAll(db, sql: "SELECT peer, received_through, sent_through, last_seen FROM cursors ORDER BY peer").map {
+                PeerCursor(
+                    peer: $0[0], receivedThrough: UInt64($0[1] as Int64), sentThrough: UInt64($0[2] as Int64),
+                    lastSeenMilliseconds: ($0[3] as Int64?).map { UInt64($0) })
             }
         }
     }

@@ -39,7 +39,9 @@ public struct DaemonConfiguration: Sendable {
             if required { throw ConfigurationError(file: path, line: nil, key: nil, "the file does not exist") }
             return config
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let handle = FileHandle(forReadingAtPath: path), let data = try? handle.readToEnd() ?? Data(),
+            let text = String(data: data, encoding: .utf8)
+        else {
             throw ConfigurationError(file: path, line: nil, key: nil, "the file cannot be read as UTF-8 text")
         }
         let document: TOMLDocument

@@ -1,6 +1,5 @@
 import CustomerArchive
 import Foundation
-import Synchronization
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -8,6 +7,7 @@ import Replication
 import ServiceLifecycle
 import SyncProtocol
 import SyncService
+import Synchronization
 
 /// `outpost serve`: the services of one site under a `ServiceGroup` that stops them in
 /// order on SIGTERM or SIGINT.
@@ -101,7 +101,9 @@ public struct Daemon: Sendable {
                         }
                     }
                     state.update {
-                        $0.branches = registry.snapshot.map { var e = $0; e.streams = 0; return e }
+                        $0.branches = registry.snapshot.map {
+                            var e = $0; e.streams = 0; return e
+                        }
                         $0.connected = false
                     }
                 }

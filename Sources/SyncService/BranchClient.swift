@@ -4,8 +4,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import Replication
-import Synchronization
 import SyncProtocol
+import Synchronization
 
 /// What a branch knows about its link to headquarters; saved for `outpost status`.
 public struct SyncState: Sendable, Codable, Equatable {

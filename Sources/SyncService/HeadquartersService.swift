@@ -4,8 +4,8 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import Replication
-import Synchronization
 import SyncProtocol
+import Synchronization
 import X509
 
 /// Headquarters' side of the protocol: authenticates each call by the client certificate,

@@ -2,8 +2,8 @@ import CustomerArchive
 import Dispatch
 import Foundation
 import GRPCCore
-import Synchronization
 import SyncProtocol
+import Synchronization
 
 /// Runs blocking archive work (SQLite through GRDB) on threads outside Swift's cooperative
 /// pool, so a long transaction never starves the tasks that move bytes on the network.

@@ -1,0 +1,111 @@
+import Foundation
+import OutpostTesting
+import Testing
+
+/// Headquarters and three branches as separate `outpost serve` processes talking mutual TLS
+/// on 127.0.0.1, with certificates from `outpost pki`.
+@Suite(.serialized)
+struct SyncDaemonTests {
+    static let branches = ["BJ01", "GZ01", "SH01"]
+
+    /// Every site writes while headquarters is down; when it comes back, all converge.
+    @Test func sitesConvergeAfterHeadquartersReturns() throws {
+        let network = try Network(branches: Self.branches)
+        defer { network.stopAll() }
+        for code in Self.branches { try network.start(code) }
+        var expected: [String] = []
+        for (i, code) in network.codes.enumerated() {
+            for j in 0..<3 {
+                let result = try network.site(code).ok("customer", "add", "--name", "客户\(code)-\(j)", "--phone", "13800\(i)0000\(j)")
+                expected.append(
+                    try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("number:") }).split(separator: " ").last.map(String.init)!)
+            }
+        }
+        // Branches keep serving local writes and say why they are not in sync.
+        Thread.sleep(forTimeInterval: 1)
+        let offline = try network.site("SH01").object("status")
+        let sync = try #require(offline["sync"] as? [String: Any])
+        #expect(sync["connected"] as? Bool == false)
+        #expect(sync["pending_local_changes"] as? Int == 3, "\(sync)")
+        #expect((sync["last_error"] as? String)?.contains("unreachable") == true, "\(sync)")
+
+        try network.start("HQ")
+        if let dumps = try network.waitConverged() {
+            Issue.record("sites did not converge: \(dumps.mapValues { $0.count })\n\(network.logs())")
+        }
+        for code in network.codes {
+            let numbers = try network.site(code).array("customer", "list").compactMap { $0["number"] as? String }
+            #expect(Set(numbers) == Set(expected), "\(code) holds \(numbers.sorted())")
+        }
+        let online = try #require(try network.site("SH01").object("status")["sync"] as? [String: Any])
+        #expect(online["connected"] as? Bool == true, "\(online)")
+        #expect(online["pending_local_changes"] as? Int == 0, "\(online)")
+        let hqStatus = try #require(try network.hq.object("status")["sync"] as? [String: Any])
+        let rows = try #require(hqStatus["branches"] as? [[String: Any]])
+        #expect(rows.compactMap { $0["site"] as? String } == Self.branches, "\(rows)")
+    }
+
+    /// While connected, a change made at one branch reaches another within two seconds.
+    @Test func aChangeReachesAnotherBranchWithinTwoSeconds() throws {
+        let network = try Network(branches: ["BJ01", "SH01"])
+        defer { network.stopAll() }
+        for code in network.codes { try network.start(code) }
+        var worst: Duration = .zero
+        for round in 0..<3 {
+            let added = try network.site("SH01").ok("customer", "add", "--name", "即时\(round)", "--phone", "1390000000\(round)")
+            let number = try #require(added.stdout.split(separator: "\n").first { $0.hasPrefix("number:") }?.split(separator: " ").last)
+            let start = ContinuousClock.now
+            var arrived = false
+            while ContinuousClock.now - start < .seconds(5) {
+                if try network.site("BJ01").run("customer", "show", String(number)).status == 0 {
+                    arrived = true
+                    break
+                }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            let took = ContinuousClock.now - start
+            worst = max(worst, took)
+            #expect(arrived, "round \(round): not at BJ01 after 5 s\n\(network.logs())")
+        }
+        print("propagation SH01 -> HQ -> BJ01, worst of 3: \(worst)")
+        #expect(worst < .seconds(2), "a change took \(worst) to reach the other branch")
+    }
+
+    /// `sync --once` exits 0 after a full exchange, and 1 with a clear error when HQ is down.
+    @Test func syncOnceExchangesBothWays() throws {
+        let network = try Network(branches: ["BJ01", "SH01"])
+        defer { network.stopAll() }
+        try network.site("SH01").ok("customer", "add", "--name", "单次", "--phone", "13700000001")
+        let down = try network.site("SH01").run("sync", "--once", "--hq", network.hqAddress)
+        #expect(down.status == 1, "\(down)")
+        #expect(down.stderr.contains("error: sync with \(network.hqAddress) failed"), "\(down)")
+
+        try network.start("HQ")
+        let up = try network.site("SH01").run("sync", "--once", "--hq", network.hqAddress)
+        #expect(up.status == 0, "\(up)")
+        #expect(up.stdout.contains("pushed: 1 changes"), "\(up)")
+        #expect(try network.hq.array("customer", "list").count == 1)
+
+        let pull = try network.site("BJ01").run("sync", "--once", "--hq", network.hqAddress)
+        #expect(pull.status == 0, "\(pull)")
+        #expect(pull.stdout.contains("pulled: 1 changes"), "\(pull)")
+        #expect(try network.site("BJ01").dump() == network.site("SH01").dump())
+    }
+
+    /// SIGTERM stops a daemon cleanly and promptly, at headquarters and at a branch.
+    @Test func sigtermStopsCleanly() throws {
+        let network = try Network(branches: ["BJ01"])
+        defer { network.stopAll() }
+        let hq = try network.start("HQ")
+        let branch = try network.start("BJ01")
+        Thread.sleep(forTimeInterval: 0.5)
+        for daemon in [branch, hq] {
+            let start = ContinuousClock.now
+            daemon.signal(SIGTERM)
+            let status = daemon.waitExit(timeout: .seconds(10))
+            #expect(status == 0, "exit \(String(describing: status)) after SIGTERM\n\(daemon.log.suffix(1500))")
+            #expect(ContinuousClock.now - start < .seconds(5))
+            #expect(daemon.log.contains("stopped"), "\(daemon.log.suffix(1500))")
+        }
+    }
+}
