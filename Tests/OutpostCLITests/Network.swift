@@ -6,12 +6,14 @@ final class ServeProcess {
     let site: Site
     let arguments: [String]
     let logPath: String
+    let config: String
     private(set) var process: Process
 
-    init(site: Site, arguments: [String], logPath: String) throws {
+    init(site: Site, arguments: [String], logPath: String, config: String = "/dev/null") throws {
         self.site = site
         self.arguments = arguments
         self.logPath = logPath
+        self.config = config
         process = Process()
         try start()
     }
@@ -23,7 +25,7 @@ final class ServeProcess {
         log.seekToEndOfFile()
         let p = Process()
         p.executableURL = executable
-        p.arguments = ["serve", "--data-dir", site.dataDir, "--config", "/dev/null"] + arguments
+        p.arguments = ["serve", "--data-dir", site.dataDir, "--config", config] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "OUTPOST_DATA_DIR")
         environment["OUTPOST_LOG_LEVEL"] = "info"
@@ -96,8 +98,13 @@ final class Network {
     let port: Int
     private(set) var daemons: [String: ServeProcess] = [:]
 
-    init(branches codes: [String]) throws {
+    let configPath: String
+
+    /// - Parameter config: the daemons' configuration file text (TOML).
+    init(branches codes: [String], config: String = "") throws {
         sandbox = try Sandbox()
+        configPath = sandbox.path("outpost.toml")
+        try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         port = try Network.freePort()
         hq = try sandbox.initializedSite("HQ", role: "hq")
         try hq.ok("pki", "init")
@@ -129,7 +136,7 @@ final class Network {
         let arguments =
             code == "HQ"
             ? ["--listen", hqAddress] : ["--hq", hqAddress]
-        let daemon = try ServeProcess(site: site(code), arguments: arguments, logPath: sandbox.path("\(code).log"))
+        let daemon = try ServeProcess(site: site(code), arguments: arguments, logPath: sandbox.path("\(code).log"), config: configPath)
         try daemon.waitReady(sourceLocation: sourceLocation)
         daemons[code] = daemon
         return daemon
