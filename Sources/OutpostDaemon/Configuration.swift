@@ -15,9 +15,6 @@ public struct DaemonConfiguration: Sendable {
     public var dataDirectory: String?
     /// Branch: where headquarters listens, `host:port` (`sync.hq_address`).
     public var hqAddress: String?
-    /// Branch: the name HQ's certificate must carry; default the host of `hq_address`
-    /// (`sync.hq_server_name`).
-    public var hqServerName: String?
     /// HQ: the address to listen on (`sync.listen_address`).
     public var listenAddress: String = "0.0.0.0:\(defaultPort)"
     /// TLS files (`tls.ca_file`, `tls.certificate_file`, `tls.key_file`, `tls.revoked_file`);
@@ -81,7 +78,6 @@ public struct DaemonConfiguration: Sendable {
         switch key {
         case "data_dir": dataDirectory = try string()
         case "sync.hq_address": hqAddress = try address()
-        case "sync.hq_server_name": hqServerName = try string()
         case "sync.listen_address": listenAddress = try address()
         case "sync.poll_interval_ms": limits.pollIntervalMilliseconds = Int(try integer(10...60_000))
         case "sync.retry_initial_ms": limits.retryInitialMilliseconds = Int(try integer(10...600_000))

@@ -76,6 +76,9 @@ public struct Daemon: Sendable {
                 // Above the protocol's own limit, so an oversized set gets the protocol's clear
                 // refusal (and a log line naming the site) rather than a bare transport error.
                 config.rpc.maxRequestPayloadSize = limits.maximumMessageBytes * 2
+                config.channelDebuggingCallbacks.onAcceptTCPConnection = { [tlsLogger = self.logger] channel in
+                    TLSGuard.install(on: channel, logger: tlsLogger)
+                }
             })
         let server = GRPCServer(transport: transport, services: [service])
         let logger = self.logger

@@ -186,6 +186,9 @@ public final class BranchClient: Sendable {
         options.timeout = .seconds(15)
         options.waitForReady = false
         let welcome = try await sync.hello(hello, options: options)
+        guard welcome.protocolVersion == Wire.protocolVersion else {
+            throw SyncError(.version, "headquarters answered in sync protocol \(welcome.protocolVersion); this branch speaks \(Wire.protocolVersion)")
+        }
         let sentAt = hello.clockMs
         let receivedAt = nowMilliseconds()
         let offset = Int64(bitPattern: welcome.clockMs &- (sentAt / 2 + receivedAt / 2))
@@ -209,7 +212,10 @@ public final class BranchClient: Sendable {
             $0.hqLastSequence = welcome.lastSequence
         }
         let maxBytes = min(limits.batchMaximumBytes, Int(welcome.limits.maxChangeSetBytes == 0 ? UInt32.max : welcome.limits.maxChangeSetBytes) / 2)
-        let maxChanges = min(limits.batchMaximumChanges, Int(welcome.limits.maxChanges == 0 ? UInt32.max : welcome.limits.maxChanges))
+        // One write is never split across sets, so a set can run a few changes past its cut:
+        // cut at three quarters of HQ's limit to stay under it.
+        let hqMaxChanges = Int(welcome.limits.maxChanges == 0 ? UInt32.max : welcome.limits.maxChanges)
+        let maxChanges = max(1, min(limits.batchMaximumChanges, hqMaxChanges - hqMaxChanges / 4))
         let tracker = ProgressTracker(progress)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -334,7 +340,9 @@ public final class BranchClient: Sendable {
                     if !report.refusals.isEmpty {
                         self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
                     }
-                    commitSink.yield(set.through)
+                    // Acknowledge what is committed: the cursor, which moved only if the set
+                    // continued from it.
+                    commitSink.yield(try await Blocking.run { try archive.cursor(for: hqSite).receivedThrough })
                     watch.advance(to: try await Blocking.run { try archive.lastSequence() })
                     tracker.update {
                         $0.pulledChanges += set.changes.count

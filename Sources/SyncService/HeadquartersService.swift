@@ -55,6 +55,11 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
 
     /// The branch a call comes from, from its verified client certificate only.
     func authenticate(_ context: ServerContext) throws -> SiteID {
+        try caller(context).site
+    }
+
+    /// The calling branch and its certificate's serial (streams re-check revocation with it).
+    func caller(_ context: ServerContext) throws -> (site: SiteID, serial: String) {
         let peer = context.remotePeer
         guard let certificate = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate else {
             logger.warning("refused a call without a client certificate", metadata: ["peer": "\(peer)", "reason": "UNAUTHENTICATED"])
@@ -73,7 +78,16 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             logger.warning("refused an expired certificate", metadata: ["site": "\(site)", "reason": "UNAUTHENTICATED"])
             throw Wire.refusal(.unauthenticated, .unauthenticated, "the certificate of \(site) expired; issue a new one with 'outpost pki issue'")
         }
-        return site
+        return (site, identity.serial)
+    }
+
+    /// Ends a long-lived stream once its certificate is revoked (`pki revoke` takes effect
+    /// on open streams too, not only on the next call).
+    func checkStillValid(_ site: SiteID, serial: String) throws {
+        if revocations.isRevoked(serial) {
+            logger.warning("closed a stream of a revoked certificate", metadata: ["site": "\(site)", "serial": "\(serial)", "reason": "REVOKED"])
+            throw Wire.refusal(.permissionDenied, .revoked, "the certificate of \(site) (serial \(serial)) is revoked at headquarters")
+        }
     }
 
     // MARK: Hello
@@ -121,11 +135,12 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     public func push(
         request: RPCAsyncSequence<WirePushRequest, any Error>, response: RPCWriter<WirePushAck>, context: ServerContext
     ) async throws {
-        let site = try authenticate(context)
+        let (site, serial) = try caller(context)
         registry.opened(site, stream: .push)
         defer { registry.closed(site, stream: .push) }
         do {
             for try await message in request {
+                try checkStillValid(site, serial: serial)
                 let ack = try await receive(message.changeSet, from: site)
                 try await response.write(ack)
             }
@@ -170,16 +185,20 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             report = try await Blocking.run { [archive] in
                 try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
             }
-        } catch let error as ArchiveError {
-            switch error.code {
-            case .schemaTooNew: throw refuse(.failedPrecondition, .version, error.message)
-            case .malformedChangeSet: throw refuse(.invalidArgument, .malformed, error.message)
-            default:
-                logger.error("storing a change set failed", metadata: ["site": "\(site)", "error": "\(error)"])
-                throw RPCError(code: .unavailable, message: "headquarters could not store the change set; it will be retried")
-            }
+        } catch let error as ArchiveError where error.code == .schemaTooNew {
+            throw refuse(.failedPrecondition, .version, error.message)
+        } catch let error as ArchiveError where error.code == .malformedChangeSet {
+            throw refuse(.invalidArgument, .malformed, error.message)
+        } catch {
+            // HQ's own trouble (disk full, a busy or damaged file): not the branch's fault.
+            logger.error("storing a change set failed", metadata: ["site": "\(site)", "error": "\(error)"])
+            throw RPCError(code: .unavailable, message: "headquarters could not store the change set now; the branch will retry")
         }
-        let cursor = try await Blocking.run { [archive] in try archive.cursor(for: site) }
+        let cursor: PeerCursor
+        do { cursor = try await Blocking.run { [archive] in try archive.cursor(for: site) } } catch {
+            logger.error("reading a cursor failed", metadata: ["site": "\(site)", "error": "\(error)"])
+            throw RPCError(code: .unavailable, message: "headquarters could not read its cursor for \(site) now; the branch will retry")
+        }
         if let end = try? await Blocking.run({ [archive] in try archive.lastSequence() }) { watch.advance(to: end) }
         registry.received(site, through: cursor.receivedThrough)
         var ack = WirePushAck()
@@ -204,7 +223,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     public func pull(
         request: RPCAsyncSequence<WirePullRequest, any Error>, response: RPCWriter<WirePullBatch>, context: ServerContext
     ) async throws {
-        let site = try authenticate(context)
+        let (site, serial) = try caller(context)
         var messages = request.makeAsyncIterator()
         guard let first = try await messages.next(), case .start(let start)? = first.kind else {
             logger.warning("refused a pull without a start", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
@@ -216,13 +235,19 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [self] in
                 var cursor = start.after
+                // The first batch always goes out, even empty: it tells the branch where it
+                // stands. After that, a quiet log gets an empty batch every 15 s, which keeps
+                // the branch's "last successful sync" true and finds dead connections.
+                var due = true
                 while true {
                     try Task.checkCancellation()
+                    try checkStillValid(site, serial: serial)
                     let set = try await Blocking.run { [archive, limits, cursor] in
                         try archive.exportChanges(after: cursor, excluding: site, limit: limits.batchMaximumChanges, maxBytes: maxBytes)
                     }
                     let last = watch.lastSequence
-                    if set.through > cursor || !start.follow {
+                    if set.through > cursor || !start.follow || due {
+                        due = false
                         var batch = WirePullBatch()
                         batch.changeSet = Data(try ChangeSetCodec.encode(set))
                         batch.lastSequence = max(last, set.through)
@@ -232,7 +257,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                         if !start.follow && batch.caughtUp { return }
                         continue
                     }
-                    _ = await watch.wait(after: cursor, timeout: .seconds(15))
+                    due = !(await watch.wait(after: cursor, timeout: .seconds(15)))
                 }
             }
             // Acknowledgements: the branch committed HQ's log up to `through`. The branch
