@@ -84,31 +84,41 @@ public struct Daemon: Sendable {
         let logger = self.logger
         let site = archive.site
         return ClosureService {
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask {
-                    try await withGracefulShutdownHandler {
-                        try await server.serve()
-                    } onGracefulShutdown: {
-                        logger.info("shutting down: finishing calls in flight")
-                        server.beginGracefulShutdown()
-                    }
-                }
-                group.addTask {
+            let serving = Task { try await server.serve() }
+            try await withGracefulShutdownHandler {
+                async let ready: Void = {
                     guard let bound = try await server.listeningAddress else { return }
                     logger.info("serving branches", metadata: ["site": "\(site)", "address": "\(bound)"])
                     onReady("\(bound)")
-                    await cancelWhenGracefulShutdown {
-                        while !Task.isCancelled {
-                            state.update { $0.branches = registry.snapshot }
-                            try? await Task.sleep(for: .seconds(1))
-                        }
+                }()
+                // The state file for `outpost status`: rewritten within a quarter second of a
+                // branch connecting or moving a cursor, and at least every 5 s.
+                let stateWriter = Task {
+                    var ticks = 0
+                    while !Task.isCancelled {
+                        if state.takeDirty() || ticks % 20 == 0 { state.update { $0.branches = registry.snapshot } }
+                        ticks += 1
+                        try? await Task.sleep(for: .milliseconds(250))
                     }
-                    state.update {
-                        $0.branches = registry.snapshot.map {
-                            var e = $0; e.streams = 0; return e
-                        }
-                        $0.connected = false
+                }
+                defer { stateWriter.cancel() }
+                try await ready
+                try await serving.value
+                state.update {
+                    $0.branches = registry.snapshot.map { entry in
+                        var e = entry
+                        e.streams = 0
+                        return e
                     }
+                }
+            } onGracefulShutdown: {
+                logger.info("shutting down: ending branch streams after the batch in flight")
+                service.beginShutdown()
+                server.beginGracefulShutdown()
+                // A branch that does not let go within the grace period is cut off.
+                Task {
+                    try? await Task.sleep(for: .seconds(10))
+                    serving.cancel()
                 }
             }
         }
@@ -154,10 +164,12 @@ extension TLSFiles {
     }
 }
 
-/// The sync state file, rewritten at most once a second when something changed.
+/// The sync state file at headquarters, rewritten when something changed (at most four
+/// times a second: with hundreds of branches, every acknowledgement is a change).
 final class StateFile: Sendable {
     private let directory: String
     private let state: Mutex<SyncState>
+    private let dirty = Atomic(false)
 
     init(directory: String, initial: SyncState) {
         self.directory = directory
@@ -165,7 +177,9 @@ final class StateFile: Sendable {
         initial.save(toDataDirectory: directory)
     }
 
-    func markDirty() {}
+    func markDirty() { dirty.store(true, ordering: .releasing) }
+
+    func takeDirty() -> Bool { dirty.exchange(false, ordering: .acquiringAndReleasing) }
 
     func update(_ body: (inout SyncState) -> Void) {
         let snapshot = state.withLock { s -> SyncState in

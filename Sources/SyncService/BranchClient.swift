@@ -224,6 +224,11 @@ public final class BranchClient: Sendable {
             group.addTask {
                 try await self.pullLoop(sync, follow: follow, maxBytes: maxBytes, tracker: tracker)
             }
+            if follow {
+                // Following, the loops only end when the link does: one ending ends both.
+                try await group.next()
+                group.cancelAll()
+            }
             try await group.waitForAll()
         }
         let final = tracker.value

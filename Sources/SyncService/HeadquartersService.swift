@@ -19,6 +19,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     let registry: BranchRegistry
     let logger: Logger
     let software: String
+    private let stopping = Atomic(false)
 
     public init(
         archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger,
@@ -141,6 +142,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         do {
             for try await message in request {
                 try checkStillValid(site, serial: serial)
+                try checkNotStopping()
                 let ack = try await receive(message.changeSet, from: site)
                 try await response.write(ack)
             }
@@ -224,54 +226,101 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         request: RPCAsyncSequence<WirePullRequest, any Error>, response: RPCWriter<WirePullBatch>, context: ServerContext
     ) async throws {
         let (site, serial) = try caller(context)
-        var messages = request.makeAsyncIterator()
-        guard let first = try await messages.next(), case .start(let start)? = first.kind else {
-            logger.warning("refused a pull without a start", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
-            throw Wire.refusal(.invalidArgument, .protocol, "a pull must begin with PullStart")
-        }
         registry.opened(site, stream: .pull)
         defer { registry.closed(site, stream: .pull) }
-        let maxBytes = start.maxChangeSetBytes == 0 ? limits.batchMaximumBytes : min(Int(start.maxChangeSetBytes), limits.batchMaximumBytes)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // The reader takes the PullStart and then the acknowledgements; the sender streams
+        // batches. Both are children of one group, so whichever fails ends the call at once.
+        let (starts, startSink) = AsyncStream.makeStream(of: WirePullStart.self)
+        enum Finished { case reader, sender }
+        try await withThrowingTaskGroup(of: Finished.self) { group in
             group.addTask { [self] in
-                var cursor = start.after
-                // The first batch always goes out, even empty: it tells the branch where it
-                // stands. After that, a quiet log gets an empty batch every 15 s, which keeps
-                // the branch's "last successful sync" true and finds dead connections.
-                var due = true
-                while true {
-                    try Task.checkCancellation()
-                    try checkStillValid(site, serial: serial)
-                    let set = try await Blocking.run { [archive, limits, cursor] in
-                        try archive.exportChanges(after: cursor, excluding: site, limit: limits.batchMaximumChanges, maxBytes: maxBytes)
+                var started = false
+                for try await message in request {
+                    switch message.kind {
+                    case .start(let start)? where !started:
+                        started = true
+                        startSink.yield(start)
+                        startSink.finish()
+                    case .ack(let ack)? where started:
+                        try await Blocking.run { [archive] in try archive.acknowledgeSent(to: site, through: ack.through) }
+                        registry.acknowledged(site, through: ack.through)
+                    default:
+                        logger.warning("refused a pull out of order", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
+                        throw Wire.refusal(.invalidArgument, .protocol, "a pull is one PullStart followed by PullAcks")
                     }
-                    let last = watch.lastSequence
-                    if set.through > cursor || !start.follow || due {
-                        due = false
-                        var batch = WirePullBatch()
-                        batch.changeSet = Data(try ChangeSetCodec.encode(set))
-                        batch.lastSequence = max(last, set.through)
-                        batch.caughtUp = set.through >= last
-                        try await response.write(batch)
-                        cursor = set.through
-                        if !start.follow && batch.caughtUp { return }
-                        continue
-                    }
-                    due = !(await watch.wait(after: cursor, timeout: .seconds(15)))
                 }
-            }
-            // Acknowledgements: the branch committed HQ's log up to `through`. The branch
-            // ends its side after the last one; a following stream ends when it goes away.
-            while let message = try await messages.next() {
-                guard case .ack(let ack)? = message.kind else {
-                    logger.warning("refused a second PullStart", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
-                    throw Wire.refusal(.invalidArgument, .protocol, "only PullAck may follow PullStart")
+                if !started {
+                    logger.warning("refused a pull without a start", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
+                    throw Wire.refusal(.invalidArgument, .protocol, "a pull must begin with PullStart")
                 }
-                try await Blocking.run { [archive] in try archive.acknowledgeSent(to: site, through: ack.through) }
-                registry.acknowledged(site, through: ack.through)
+                return .reader
             }
-            if start.follow { group.cancelAll() }
-            try await group.waitForAll()
+            group.addTask { [self] in
+                var iterator = starts.makeAsyncIterator()
+                guard let start = await iterator.next() else { return .sender }
+                try await send(to: site, serial: serial, start: start, response: response)
+                return .sender
+            }
+            // Once: the sender ends when caught up, the reader when the branch has sent its
+            // last acknowledgement. Follow: either ending ends the call.
+            while let finished = try await group.next() {
+                if finished == .reader { group.cancelAll() }
+            }
+        }
+    }
+
+    /// Streams HQ's log after `start.after`, except the branch's own changes.
+    private func send(to site: SiteID, serial: String, start: WirePullStart, response: RPCWriter<WirePullBatch>) async throws {
+        let maxBytes = start.maxChangeSetBytes == 0 ? limits.batchMaximumBytes : min(Int(start.maxChangeSetBytes), limits.batchMaximumBytes)
+        var cursor = start.after
+        // The first batch always goes out, even empty: it tells the branch where it stands.
+        // After that, a quiet log gets an empty batch every 15 s, which keeps the branch's
+        // "last successful sync" true and finds dead connections.
+        var due = true
+        while true {
+            try Task.checkCancellation()
+            try checkStillValid(site, serial: serial)
+            try checkNotStopping()
+            let set = try await Blocking.run { [archive, limits, cursor] in
+                try archive.exportChanges(after: cursor, excluding: site, limit: limits.batchMaximumChanges, maxBytes: maxBytes)
+            }
+            let last = watch.lastSequence
+            if set.through > cursor || !start.follow || due {
+                due = false
+                var batch = WirePullBatch()
+                batch.changeSet = Data(try ChangeSetCodec.encode(set))
+                batch.lastSequence = max(last, set.through)
+                batch.caughtUp = set.through >= last
+                try await response.write(batch)
+                cursor = set.through
+                if !start.follow && batch.caughtUp { return }
+                continue
+            }
+            // Wait for the log to grow in short slices, so a revocation or a shutdown ends the
+            // stream within a second.
+            let deadline = ContinuousClock.now + .seconds(15)
+            var grew = false
+            while !grew && ContinuousClock.now < deadline {
+                try Task.checkCancellation()
+                try checkStillValid(site, serial: serial)
+                try checkNotStopping()
+                grew = await watch.wait(after: cursor, timeout: .seconds(1))
+            }
+            due = !grew
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// Asks every stream to end (HQ is stopping): following pulls end with `UNAVAILABLE`,
+    /// which a branch treats as "reconnect later"; push streams end after their set in flight.
+    public func beginShutdown() {
+        stopping.store(true, ordering: .releasing)
+    }
+
+    func checkNotStopping() throws {
+        if stopping.load(ordering: .acquiring) {
+            throw RPCError(code: .unavailable, message: "headquarters is shutting down; reconnect later")
         }
     }
 }

@@ -267,4 +267,31 @@ struct RefusalTests {
         _ = anonymous
         try setup.expectLogged("refused a TLS connection", "PEER_DID_NOT_RETURN_A_CERTIFICATE")
     }
+
+    /// Revoking a connected branch ends its open streams within seconds, not at its next
+    /// connection; its status says why.
+    @Test func revocationEndsOpenStreams() throws {
+        let setup = try Setup()
+        try setup.network.start("SH01")
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let sync = try #require(try setup.network.site("SH01").object("status")["sync"] as? [String: Any])
+            if sync["connected"] as? Bool == true { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        try setup.network.hq.ok("pki", "revoke", "--site", "SH01")
+        let revokedAt = ContinuousClock.now
+        var lastError = ""
+        while ContinuousClock.now - revokedAt < .seconds(10) {
+            let sync = try #require(try setup.network.site("SH01").object("status")["sync"] as? [String: Any])
+            lastError = sync["last_error"] as? String ?? ""
+            if lastError.contains("REVOKED") && sync["connected"] as? Bool == false { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let took = ContinuousClock.now - revokedAt
+        print("revocation reached the connected branch after \(took)")
+        #expect(lastError.contains("REVOKED"), "SH01's last error: \(lastError)")
+        #expect(took < .seconds(5))
+        try setup.expectLogged("closed a stream of a revoked certificate", "site=SH01")
+    }
 }

@@ -92,14 +92,15 @@ struct SyncDaemonTests {
         #expect(try network.site("BJ01").dump() == network.site("SH01").dump())
     }
 
-    /// SIGTERM stops a daemon cleanly and promptly, at headquarters and at a branch.
+    /// SIGTERM stops a daemon cleanly and promptly: headquarters while branches are connected
+    /// (their following streams end), then a branch.
     @Test func sigtermStopsCleanly() throws {
         let network = try Network(branches: ["BJ01"])
         defer { network.stopAll() }
         let hq = try network.start("HQ")
         let branch = try network.start("BJ01")
         Thread.sleep(forTimeInterval: 0.5)
-        for daemon in [branch, hq] {
+        for daemon in [hq, branch] {
             let start = ContinuousClock.now
             daemon.signal(SIGTERM)
             let status = daemon.waitExit(timeout: .seconds(10))
