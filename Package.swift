@@ -127,6 +127,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "outpost-netbench",
+            dependencies: [
+                "SyncService",
+                "SyncProtocol",
+                "CustomerArchive",
+                "Replication",
+                "OutpostTesting",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ReplicationTests",
             dependencies: ["Replication", "OutpostTesting"],

@@ -157,7 +157,8 @@ public final class BranchClient: Sendable {
     /// One connection: handshake, then push and pull together. With `follow` it runs until
     /// cancelled or the link fails; without, it returns once both directions are caught up.
     @discardableResult
-    public func exchange(follow: Bool, progress: (@Sendable (SyncProgress) -> Void)?) async throws -> SyncProgress {
+    /// - Parameter pull: pull as well as push (off only for measuring HQ's intake).
+    public func exchange(follow: Bool, pull: Bool = true, progress: (@Sendable (SyncProgress) -> Void)?) async throws -> SyncProgress {
         let files = try tls.load()
         let target: any ResolvableTarget =
             hq.isIPAddress ? (hq.isIPv6 ? .ipv6(address: hq.host, port: hq.port) : .ipv4(address: hq.host, port: hq.port)) : .dns(host: hq.host, port: hq.port)
@@ -170,12 +171,12 @@ public final class BranchClient: Sendable {
             },
             config: .defaults)
         return try await withGRPCClient(transport: transport) { client in
-            try await session(WireSync.Client(wrapping: client), follow: follow, progress: progress)
+            try await session(WireSync.Client(wrapping: client), follow: follow, pull: pull, progress: progress)
         }
     }
 
     private func session(
-        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, progress: (@Sendable (SyncProgress) -> Void)?
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, pull: Bool, progress: (@Sendable (SyncProgress) -> Void)?
     ) async throws -> SyncProgress {
         var hello = WireHelloRequest()
         hello.protocolVersion = Wire.protocolVersion
@@ -221,8 +222,12 @@ public final class BranchClient: Sendable {
             group.addTask {
                 try await self.pushLoop(sync, from: welcome.receivedThrough, follow: follow, maxBytes: maxBytes, maxChanges: maxChanges, tracker: tracker)
             }
-            group.addTask {
-                try await self.pullLoop(sync, follow: follow, maxBytes: maxBytes, tracker: tracker)
+            if pull {
+                group.addTask {
+                    try await self.pullLoop(sync, follow: follow, maxBytes: maxBytes, tracker: tracker)
+                }
+            } else {
+                tracker.update { $0.pullCaughtUp = true }
             }
             if follow {
                 // Following, the loops only end when the link does: one ending ends both.

@@ -1,0 +1,242 @@
+// Measures sync over mutual TLS on loopback. Not part of the test run.
+//
+//   swift build -c release --product outpost --product outpost-netbench
+//   .build/release/outpost-netbench [--customers N] [--branches N] [--per-branch N]
+//
+// 1. Catch-up: headquarters holds N new customers × 12 fields (default 83,334 ≈ 1,000,000
+//    field changes) from another branch; a fresh branch pulls them all over mTLS (server and
+//    client in this process, real sockets). The baseline is the local apply of the same
+//    change set into a fresh archive, in the same process: the ratio is network rate / local.
+// 2. Intake: headquarters as a separate `outpost serve` process; B branches (default 200),
+//    each with its own certificate and connection, push P changes each (default 1,000) at
+//    once. Total time, errors and headquarters' peak RSS.
+import CustomerArchive
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import OutpostTesting
+import Replication
+import SyncProtocol
+import SyncService
+
+struct Options {
+    var customers = 83_334
+    var branches = 200
+    var perBranch = 1_000
+    var skipCatchUp = false
+    var skipIntake = false
+    init() {
+        var args = CommandLine.arguments.dropFirst().makeIterator()
+        while let a = args.next() {
+            switch a {
+            case "--customers": customers = Int(args.next() ?? "") ?? customers
+            case "--branches": branches = Int(args.next() ?? "") ?? branches
+            case "--per-branch": perBranch = Int(args.next() ?? "") ?? perBranch
+            case "--only-catch-up": skipIntake = true
+            case "--only-intake": skipCatchUp = true
+            default:
+                print("usage: outpost-netbench [--customers N] [--branches N] [--per-branch N] [--only-catch-up|--only-intake]")
+                exit(2)
+            }
+        }
+    }
+}
+
+let options = Options()
+let fields = [
+    "name", "contact_person", "phone", "email", "address", "region", "industry", "home_branch", "account_manager", "shipments", "revenue_fen", "credit_rating",
+]
+let columns = fields.map { Schema.customers.column($0) }
+
+func value(_ field: String, _ i: Int, _ rng: inout SplitMix64) -> Value {
+    let cities = ["上海", "北京", "广州", "深圳", "成都", "杭州", "武汉", "南京"]
+    let trades = ["物流", "快运", "货代", "仓储", "电子", "服装", "食品", "机械"]
+    let city = cities[Int(rng.next() % 8)]
+    switch field {
+    case "name": return .text("\(city)\(trades[Int(rng.next() % 8)])有限公司\(i % 1000)")
+    case "contact_person": return .text(["王", "李", "张", "刘"][Int(rng.next() % 4)] + ["伟", "芳", "娜", "强"][Int(rng.next() % 4)])
+    case "phone": return .text("1\(30 + rng.next() % 60)\(10_000_000 + rng.next() % 89_999_999)")
+    case "email": return .text("c\(i)@example.cn")
+    case "address": return .text("\(city)市\(["浦东新区", "朝阳区", "天河区", "南山区"][Int(rng.next() % 4)])\(rng.next() % 999)号")
+    case "region": return .text(city)
+    case "industry": return .text(trades[Int(rng.next() % 8)])
+    case "home_branch": return .text("GZ01")
+    case "account_manager": return .text("AM\(rng.next() % 300)")
+    case "shipments": return .integer(Int64(rng.next() % 5_000))
+    case "revenue_fen": return .integer(Int64(rng.next() % 100_000_000))
+    default: return .text(["AAA", "AA", "A", "B", "C"][Int(rng.next() % 5)])
+    }
+}
+
+func seconds(since start: ContinuousClock.Instant) -> Double {
+    let d = ContinuousClock.now - start
+    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func fmt(_ x: Double, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
+
+LoggingSystem.bootstrap { label in
+    var h = StreamLogHandler.standardError(label: label)
+    h.logLevel = .warning
+    return h
+}
+let logger = Logger(label: "outpost-netbench")
+let dir = try TemporaryDirectory(prefix: "outpost-netbench")
+let nowMs = UInt64(Date().timeIntervalSince1970 * 1000)
+let hqSite = SiteID.headquarters
+
+// MARK: PKI
+try CertificateAuthority.initialize(directory: dir.file("pki"), headquarters: hqSite)
+let authority = try CertificateAuthority.load(directory: dir.file("pki"))
+func bundle(_ code: String) throws -> TLSFiles {
+    let b = try authority.issue(site: try SiteID(code))
+    return TLSFiles(ca: b.caCertificate, certificate: b.certificate, key: b.key)
+}
+
+// MARK: 1. Catch-up
+if !options.skipCatchUp {
+    print("catch-up: headquarters holds \(options.customers) new customers × \(fields.count) fields = \(options.customers * fields.count) field changes")
+    var rng = SplitMix64(seed: 42)
+    let origin = try SiteID("GZ01")
+    let t0 = nowMs - 3_600_000
+    var changes: [Change] = []
+    changes.reserveCapacity(options.customers)
+    for i in 0..<options.customers {
+        var g = rng
+        let key = RecordKey.version7(milliseconds: t0 + UInt64(i), using: &g)
+        rng = g
+        let stamp = Stamp(time: Timestamp(milliseconds: t0 + UInt64(i), counter: 0), site: origin)
+        changes.append(
+            Change(
+                table: Schema.customers.id, key: key, stamp: stamp,
+                body: .fields(zip(columns, fields.map { value($0, i, &rng) }).map { FieldWrite(column: $0, value: $1) })))
+    }
+    let hq = try Archive.create(at: dir.file("hq.sqlite"), site: hqSite, role: .hq)
+    try hq.apply(
+        ChangeSet(producer: origin, schemaVersion: Schema.version, after: 0, through: UInt64(changes.count), changes: changes),
+        options: ApplyOptions(checkDrift: false, batchSize: 10_000))
+    changes = []
+
+    // Baseline: the same changes, exported by HQ, applied locally into a fresh archive.
+    let exported = try hq.exportChanges(after: 0, excluding: try SiteID("BJ02"))
+    let local = try Archive.create(at: dir.file("local.sqlite"), site: try SiteID("BJ02"), role: .branch)
+    let localStart = ContinuousClock.now
+    try local.apply(exported, options: ApplyOptions(checkDrift: true, batchSize: 5_000))
+    let localSeconds = seconds(since: localStart)
+    let fieldCount = Double(options.customers * fields.count)
+
+    // Network: HQ's service on 127.0.0.1, a fresh branch pulling everything.
+    let limits = SyncLimits()
+    let watch = try LogWatch(archive: hq, pollInterval: .milliseconds(limits.pollIntervalMilliseconds))
+    let service = HeadquartersService(
+        archive: hq, limits: limits, watch: watch, revokedFile: nil, registry: BranchRegistry(), logger: logger, software: "outpost-netbench")
+    let pem = try (
+        ca: [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("pki/ca.pem")))),
+        cert: [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("pki/hq.pem")))),
+        key: [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("pki/hq-key.pem"))))
+    )
+    let server = GRPCServer(
+        transport: HTTP2ServerTransport.Posix(
+            address: .ipv4(host: "127.0.0.1", port: 0),
+            transportSecurity: .mTLS(certificateChain: [.bytes(pem.cert, format: .pem)], privateKey: .bytes(pem.key, format: .pem)) {
+                $0.trustRoots = .certificates([.bytes(pem.ca, format: .pem)])
+                $0.clientCertificateVerification = .noHostnameVerification
+            },
+            config: .defaults { $0.rpc.maxRequestPayloadSize = limits.maximumMessageBytes * 2 }),
+        services: [service])
+    let serving = Task { try await server.serve() }
+    guard let address = try await server.listeningAddress?.ipv4 else { fatalError("the server did not bind") }
+    let branch = try Archive.create(at: dir.file("branch.sqlite"), site: try SiteID("BJ01"), role: .branch)
+    let client = BranchClient(
+        archive: branch, hq: HostPort(host: "127.0.0.1", port: address.port), tls: try bundle("BJ01"), limits: limits,
+        watch: try LogWatch(archive: branch, pollInterval: .milliseconds(200)), logger: logger, dataDirectory: nil)
+    let networkStart = ContinuousClock.now
+    let result = try await client.exchange(follow: false, progress: nil)
+    let networkSeconds = seconds(since: networkStart)
+    server.beginGracefulShutdown()
+    try await serving.value
+    let held = try branch.counts()["customers"] ?? 0
+    guard result.pulledChanges == options.customers, held == options.customers else {
+        print("FAIL: the branch holds \(held) customers after pulling \(result.pulledChanges); expected \(options.customers)")
+        exit(1)
+    }
+    print("  local apply of the same change set: \(fmt(localSeconds)) s = \(Int(fieldCount / localSeconds)) field changes/s")
+    print(
+        "  catch-up over mTLS on loopback:     \(fmt(networkSeconds)) s = \(Int(fieldCount / networkSeconds)) field changes/s"
+            + " (\(Int(Double(options.customers) / networkSeconds)) records/s)")
+    print("  ratio network / local: \(fmt(localSeconds / networkSeconds))× (goal ≥ 0.8×)")
+}
+
+// MARK: 2. Intake from many branches at once
+if !options.skipIntake {
+    let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("outpost").path
+    guard FileManager.default.isExecutableFile(atPath: binary) else {
+        print("intake: build the outpost executable next to this one first (swift build -c release --product outpost)")
+        exit(2)
+    }
+    print("intake: \(options.branches) branches push \(options.perBranch) changes each to one `outpost serve` at once")
+    let hqDir = dir.file("hq-process")
+    func outpost(_ args: [String]) throws {
+        let r = try runProcess(binary, args + ["--data-dir", hqDir])
+        guard r.status == 0 else { fatalError("outpost \(args): \(r.stderr)") }
+    }
+    try outpost(["init", "--site", "HQ", "--role", "hq"])
+    try outpost(["pki", "init"])
+    let intakeAuthority = try CertificateAuthority.load(directory: hqDir + "/pki")
+    let port = 20_000 + Int(nowMs % 20_000)
+    let hqProcess = Process()
+    hqProcess.executableURL = URL(fileURLWithPath: binary)
+    hqProcess.arguments = ["serve", "--data-dir", hqDir, "--config", "/dev/null", "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
+    hqProcess.standardError = FileHandle(forWritingAtPath: "/dev/null")
+    try hqProcess.run()
+    defer { if hqProcess.isRunning { hqProcess.terminate() } }
+
+    print("  preparing \(options.branches) branches (certificates, \(options.perBranch) local writes each)…")
+    struct Prepared: Sendable {
+        let client: BranchClient
+    }
+    var prepared: [Prepared] = []
+    for b in 0..<options.branches {
+        let code = try SiteID("B\(String(format: "%03d", b + 1))")
+        let issued = try intakeAuthority.issue(site: code)
+        let archive = try Archive.inMemory(site: code, role: .branch)
+        for i in 0..<options.perBranch {
+            _ = try archive.addCustomer(["name": .text("客户\(code.code)-\(i)"), "phone": .text("1380000\(String(format: "%04d", i % 10_000))")])
+        }
+        let client = BranchClient(
+            archive: archive, hq: HostPort(host: "127.0.0.1", port: port),
+            tls: TLSFiles(ca: issued.caCertificate, certificate: issued.certificate, key: issued.key), limits: SyncLimits(),
+            watch: try LogWatch(archive: archive, pollInterval: .milliseconds(200)), logger: logger, dataDirectory: nil)
+        prepared.append(Prepared(client: client))
+    }
+    try await Task.sleep(for: .seconds(1))
+    let start = ContinuousClock.now
+    let outcomes = await withTaskGroup(of: (Int, String?).self) { group in
+        for p in prepared {
+            group.addTask {
+                do {
+                    let r = try await p.client.exchange(follow: false, pull: false, progress: nil)
+                    return (r.pushedChanges, nil)
+                } catch {
+                    return (0, BranchClient.describe(error))
+                }
+            }
+        }
+        var all: [(Int, String?)] = []
+        for await o in group { all.append(o) }
+        return all
+    }
+    let total = seconds(since: start)
+    let errors = outcomes.compactMap(\.1)
+    let pushed = outcomes.map(\.0).reduce(0, +)
+    let status = (try? String(contentsOfFile: "/proc/\(hqProcess.processIdentifier)/status", encoding: .utf8)) ?? ""
+    let peak = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }.map { $0.dropFirst(6).trimmingCharacters(in: .whitespaces) } ?? "?"
+    hqProcess.terminate()
+    hqProcess.waitUntilExit()
+    let counted = try Archive.open(at: hqDir + "/archive.sqlite").counts()["customers"] ?? 0
+    print("  total \(fmt(total)) s for \(pushed) changes = \(Int(Double(pushed) / total)) changes/s; errors \(errors.count) (goal 0)")
+    print("  headquarters holds \(counted) customers (expected \(options.branches * options.perBranch)); peak RSS of headquarters \(peak)")
+    for e in Set(errors).prefix(5) { print("  error: \(e)") }
+    if !errors.isEmpty || counted != options.branches * options.perBranch { exit(1) }
+}
