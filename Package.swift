@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(
             name: "OutpostCLITests",
             dependencies: [
-                "OutpostCLI", "OutpostTesting", "Replication", "CustomerArchive", "SyncService", "SyncProtocol",
+                "OutpostCLI", "OutpostDaemon", "OutpostTesting", "Replication", "CustomerArchive", "SyncService", "SyncProtocol",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

@@ -274,7 +274,7 @@ public final class BranchClient: Sendable {
                     }
                     tracker.update { $0.pushCaughtUp = false }
                     var message = WirePushRequest()
-                    message.changeSet = Data(try ChangeSetCodec.encode(set))
+                    message.changeSet = Data(try ChangeSetCodec.encode(set, level: Wire.compressionLevel))
                     try await writer.write(message)
                     guard let ack = try await pending.next() else {
                         throw SyncError(.protocolViolation, "headquarters closed the push stream without acknowledging")
@@ -334,34 +334,62 @@ public final class BranchClient: Sendable {
             },
             onResponse: { [archive, watch] response in
                 defer { commitSink.finish() }
-                for try await batch in response.messages {
-                    let set: ChangeSet
-                    do {
-                        set = try ChangeSetCodec.decode([UInt8](batch.changeSet), limits: codecLimits)
-                    } catch {
-                        throw SyncError(.protocolViolation, "headquarters sent a change set that does not decode: \(error)")
+                // Decoding the next batch overlaps applying this one: a receiver decodes, an
+                // applier commits. Two tokens bound what is decoded ahead, so memory stays flat
+                // however far behind the branch is (HTTP/2 flow control holds HQ back).
+                let (tokens, tokenSink) = AsyncStream.makeStream(of: Void.self)
+                tokenSink.yield(())
+                tokenSink.yield(())
+                let (decoded, decodedSink) = AsyncThrowingStream.makeStream(of: (ChangeSet, WirePullBatch).self)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        var permits = tokens.makeAsyncIterator()
+                        do {
+                            for try await batch in response.messages {
+                                guard await permits.next() != nil else { break }
+                                let set: ChangeSet
+                                do {
+                                    set = try ChangeSetCodec.decode([UInt8](batch.changeSet), limits: codecLimits)
+                                } catch {
+                                    throw SyncError(.protocolViolation, "headquarters sent a change set that does not decode: \(error)")
+                                }
+                                guard set.producer == hqSite else {
+                                    throw SyncError(.protocolViolation, "headquarters sent a change set produced by \(set.producer)")
+                                }
+                                decodedSink.yield((set, batch))
+                                if !follow && batch.caughtUp { break }
+                            }
+                            decodedSink.finish()
+                        } catch {
+                            decodedSink.finish(throwing: error)
+                        }
                     }
-                    guard set.producer == hqSite else {
-                        throw SyncError(.protocolViolation, "headquarters sent a change set produced by \(set.producer)")
+                    group.addTask {
+                        defer { tokenSink.finish() }
+                        for try await (set, batch) in decoded {
+                            let (report, cursor, end) = try await Blocking.run {
+                                let report = try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+                                return (report, try archive.cursor(for: hqSite).receivedThrough, try archive.lastSequence())
+                            }
+                            tokenSink.yield(())
+                            if !report.refusals.isEmpty {
+                                self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
+                            }
+                            // Acknowledge what is committed: the cursor, which moved only if the
+                            // set continued from it.
+                            commitSink.yield(cursor)
+                            watch.advance(to: end)
+                            tracker.update {
+                                $0.pulledChanges += set.changes.count
+                                $0.behind = batch.lastSequence > set.through ? batch.lastSequence - set.through : 0
+                                $0.pullCaughtUp = batch.caughtUp
+                            }
+                            self.updateState { $0.hqLastSequence = batch.lastSequence }
+                            if batch.caughtUp { self.noteCaughtUp(tracker) }
+                            if !follow && batch.caughtUp { break }
+                        }
                     }
-                    let report = try await Blocking.run {
-                        try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
-                    }
-                    if !report.refusals.isEmpty {
-                        self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
-                    }
-                    // Acknowledge what is committed: the cursor, which moved only if the set
-                    // continued from it.
-                    commitSink.yield(try await Blocking.run { try archive.cursor(for: hqSite).receivedThrough })
-                    watch.advance(to: try await Blocking.run { try archive.lastSequence() })
-                    tracker.update {
-                        $0.pulledChanges += set.changes.count
-                        $0.behind = batch.lastSequence > set.through ? batch.lastSequence - set.through : 0
-                        $0.pullCaughtUp = batch.caughtUp
-                    }
-                    self.updateState { $0.hqLastSequence = batch.lastSequence }
-                    if batch.caughtUp { self.noteCaughtUp(tracker) }
-                    if !follow && batch.caughtUp { break }
+                    try await group.waitForAll()
                 }
             })
     }

@@ -288,7 +288,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             if set.through > cursor || !start.follow || due {
                 due = false
                 var batch = WirePullBatch()
-                batch.changeSet = Data(try ChangeSetCodec.encode(set))
+                batch.changeSet = Data(try ChangeSetCodec.encode(set, level: Wire.compressionLevel))
                 batch.lastSequence = max(last, set.through)
                 batch.caughtUp = set.through >= last
                 try await response.write(batch)

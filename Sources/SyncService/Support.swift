@@ -92,6 +92,8 @@ typealias Reason = WireReason
 enum Wire {
     static let protocolVersion: UInt32 = 1
     static let reasonKey = "outpost-reason"
+    /// zlib level for sets on the wire: the fastest, so compressing keeps pace with applying.
+    static let compressionLevel: Int32 = 1
 
     static func refusal(_ code: RPCError.Code, _ reason: Reason, _ message: String) -> RPCError {
         var metadata = Metadata()

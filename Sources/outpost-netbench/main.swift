@@ -166,6 +166,8 @@ if !options.skipCatchUp {
         "  catch-up over mTLS on loopback:     \(fmt(networkSeconds)) s = \(Int(fieldCount / networkSeconds)) field changes/s"
             + " (\(Int(Double(options.customers) / networkSeconds)) records/s)")
     print("  ratio network / local: \(fmt(localSeconds / networkSeconds))× (goal ≥ 0.8×)")
+    let wire = try ChangeSetCodec.encode(exported, level: 1).count
+    print("  on the wire (zlib level 1): \(fmt(Double(wire) / fieldCount)) B per field change")
 }
 
 // MARK: 2. Intake from many branches at once
