@@ -1,7 +1,9 @@
 import ArgumentParser
 import CustomerArchive
 import Foundation
+import OutpostDaemon
 import Replication
+import SyncService
 
 #if canImport(Glibc)
     import Glibc
@@ -18,6 +20,10 @@ struct ChangesCommand: ParsableCommand {
             A site exports the changes in its change log after a cursor to a file; another site \
             applies the file. Applying is idempotent and order-independent: a file applied twice, \
             or files applied in any order, leave the same archive.
+
+            A site with a certificate ('outpost pki') signs the files it exports; a site with a \
+            CA certificate applies only files signed by a site of its authority, whose \
+            certificate names the file's producer (--allow-unsigned accepts unsigned files).
 
             Example, a branch and headquarters exchanging by USB stick:
               (at SH01)  outpost changes export --for HQ --since 120 --out /media/usb/SH01.opcs
@@ -62,7 +68,15 @@ struct ChangesCommand: ParsableCommand {
                 throw CLIError("--for names the site that will apply the set; \(peer) is this site")
             }
             let set = try archive.exportChanges(after: since, excluding: peer)
-            let bytes = try ChangeSetCodec.encode(set)
+            var bytes = try ChangeSetCodec.encode(set)
+            let credentials = try SiteCredentials(archive: archive, dataDirectory: storage.directory)
+            let signedBy: String
+            if let pem = credentials.signing {
+                bytes = try SignedChangeSet.sign(bytes, certificatePEM: pem.certificate, keyPEM: pem.key)
+                signedBy = "\(archive.site) (\(credentials.files.certificate))"
+            } else {
+                signedBy = "no: no certificate at \(credentials.files.certificate)"
+            }
             try Files.writeAtomically(bytes, to: out)
             Output.fields([
                 ("wrote", out),
@@ -70,6 +84,7 @@ struct ChangesCommand: ParsableCommand {
                 ("producer", set.producer.code),
                 ("range", ChangesOutput.range(set)),
                 ("bytes", String(bytes.count)),
+                ("signed by", signedBy),
                 ("next time", "--since \(set.through)"),
             ])
         }
@@ -94,16 +109,31 @@ struct ChangesCommand: ParsableCommand {
         @Argument(help: ArgumentHelp("The change-set files to apply.", valueName: "file"))
         var files: [String] = []
 
+        @Flag(name: .customLong("allow-unsigned"), help: "Apply unsigned files even though this site has a CA certificate.")
+        var allowUnsigned = false
+
         @OptionGroup var storage: DataDirOptions
 
         func run() throws {
             guard !files.isEmpty else { throw CLIError("give at least one change-set file to apply") }
             let archive = try storage.openArchive()
+            let credentials = try SiteCredentials(archive: archive, dataDirectory: storage.directory)
             var sets: [(String, ChangeSet)] = []
             for file in files {
                 let set: ChangeSet
                 do {
-                    set = try ChangeSetCodec.decode(try Files.read(file))
+                    var bytes = try Files.read(file)
+                    if SignedChangeSet.isSigned(bytes) {
+                        guard let ca = credentials.authority else {
+                            throw CLIError(
+                                "the file is signed, but this site has no CA certificate to check it with (\(credentials.files.ca)); install the site's certificate bundle"
+                            )
+                        }
+                        bytes = try SignedChangeSet.open(bytes, trusting: ca, revoked: credentials.revoked).payload
+                    } else if credentials.authority != nil && !allowUnsigned {
+                        throw CLIError("the file is not signed and this site accepts signed files only; --allow-unsigned applies it anyway")
+                    }
+                    set = try ChangeSetCodec.decode(bytes)
                     try archive.validate(set)
                 } catch {
                     throw CLIError("\(file): \(OutpostCommand.message(of: error))")
@@ -273,5 +303,24 @@ enum Files {
             _ = fsync(dfd)
             close(dfd)
         }
+    }
+}
+
+/// A site's certificate, key and authority as `outpost pki` installed them (or as the
+/// configuration's tls.* keys say), for signing and checking change-set files.
+struct SiteCredentials {
+    var files: TLSFiles
+    var signing: (certificate: String, key: String)?
+    var authority: String?
+    var revoked: Set<String>
+
+    init(archive: Archive, dataDirectory: String) throws {
+        let named = ProcessInfo.processInfo.environment["OUTPOST_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        let config = try DaemonConfiguration.load(path: named ?? DaemonConfiguration.defaultPath, required: named != nil)
+        files = config.resolvedTLS(role: archive.role == .hq ? .headquarters : .branch, site: archive.site, dataDirectory: dataDirectory)
+        func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+        if let certificate = read(files.certificate), let key = read(files.key) { signing = (certificate, key) }
+        authority = read(files.ca)
+        revoked = try files.revoked.map { try RevocationList.load(path: $0).serials } ?? []
     }
 }

@@ -94,6 +94,7 @@ public final class BranchClient: Sendable {
         self.dataDirectory = dataDirectory
         var initial = dataDirectory.flatMap(SyncState.load(fromDataDirectory:)) ?? SyncState(role: "branch", site: archive.site.code)
         initial.role = "branch"
+        initial.pid = getpid()
         initial.site = archive.site.code
         initial.hqAddress = hq.description
         initial.connected = false

@@ -90,6 +90,11 @@ struct SyncDaemonTests {
         #expect(pull.status == 0, "\(pull)")
         #expect(pull.stdout.contains("pulled: 1 changes"), "\(pull)")
         #expect(try network.site("BJ01").dump() == network.site("SH01").dump())
+
+        // HQ never echoes a change to its origin, and a second exchange has nothing to move.
+        let again = try network.site("SH01").run("sync", "--once", "--hq", network.hqAddress)
+        #expect(again.status == 0, "\(again)")
+        #expect(again.stdout.contains("pushed: 0 changes") && again.stdout.contains("pulled: 0 changes"), "\(again)")
     }
 
     /// SIGTERM stops a daemon cleanly and promptly: headquarters while branches are connected

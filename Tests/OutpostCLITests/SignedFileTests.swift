@@ -1,0 +1,72 @@
+import Foundation
+import SyncService
+import Testing
+
+/// Change-set files carry their origin's signature once sites have certificates: a site with
+/// a CA applies only files signed by a site of its authority whose certificate names the
+/// file's producer, unchanged since signing, not revoked.
+struct SignedFileTests {
+    @Test func exportedFilesAreSignedAndCheckedOnApply() throws {
+        let sandbox = try Sandbox()
+        let hq = try sandbox.initializedSite("HQ", role: "hq")
+        try hq.ok("pki", "init")
+        let sh = try sandbox.initializedSite("SH01")
+        let bj = try sandbox.initializedSite("BJ01")
+        for (code, site) in [("SH01", sh), ("BJ01", bj)] {
+            try hq.ok("pki", "issue", "--site", code, "--install-to", site.dataDir + "/tls")
+        }
+        try sh.ok("customer", "add", "--name", "签名客户", "--phone", "13800009999")
+        let good = sandbox.path("sh01.opcs")
+        let export = try sh.ok("changes", "export", "--for", "HQ", "--out", good)
+        #expect(export.stdout.contains("signed by: SH01"), "\(export)")
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: good)))
+        #expect(SignedChangeSet.isSigned(bytes))
+
+        // A change after signing: one byte of the change set flipped.
+        var tampered = bytes
+        tampered[tampered.count - 5] ^= 0x01
+        let tamperedPath = sandbox.path("tampered.opcs")
+        try Data(tampered).write(to: URL(fileURLWithPath: tamperedPath))
+        #expect(try hq.refused("changes", "apply", tamperedPath).contains("changed after signing"))
+
+        // SH01's changes signed with BJ01's key: a forged origin.
+        let ca = try String(contentsOfFile: hq.dataDir + "/pki/ca.pem", encoding: .utf8)
+        let payload = try SignedChangeSet.open(bytes, trusting: ca).payload
+        let forged = try SignedChangeSet.sign(
+            payload, certificatePEM: try String(contentsOfFile: bj.dataDir + "/tls/BJ01.pem", encoding: .utf8),
+            keyPEM: try String(contentsOfFile: bj.dataDir + "/tls/BJ01-key.pem", encoding: .utf8))
+        let forgedPath = sandbox.path("forged.opcs")
+        try Data(forged).write(to: URL(fileURLWithPath: forgedPath))
+        #expect(try hq.refused("changes", "apply", forgedPath).contains("signed by BJ01 but claims to come from SH01"))
+
+        // Signed with a certificate for SH01 from another authority.
+        let other = sandbox.path("other-pki")
+        try hq.ok("pki", "init", "--pki-dir", other)
+        try hq.ok("pki", "issue", "--pki-dir", other, "--site", "SH01")
+        let foreign = try SignedChangeSet.sign(
+            payload, certificatePEM: try String(contentsOfFile: other + "/sites/SH01/SH01.pem", encoding: .utf8),
+            keyPEM: try String(contentsOfFile: other + "/sites/SH01/SH01-key.pem", encoding: .utf8))
+        let foreignPath = sandbox.path("foreign.opcs")
+        try Data(foreign).write(to: URL(fileURLWithPath: foreignPath))
+        #expect(try hq.refused("changes", "apply", foreignPath).contains("did not issue"))
+
+        // An unsigned file (its payload alone) needs --allow-unsigned at a site with a CA.
+        let unsignedPath = sandbox.path("unsigned.opcs")
+        try Data(payload).write(to: URL(fileURLWithPath: unsignedPath))
+        #expect(try hq.refused("changes", "apply", unsignedPath).contains("--allow-unsigned"))
+
+        // The genuine file applies, and BJ01 checks HQ's signature in turn.
+        try hq.ok("changes", "apply", good)
+        let fromHQ = sandbox.path("hq.opcs")
+        #expect(try hq.ok("changes", "export", "--for", "BJ01", "--out", fromHQ).stdout.contains("signed by: HQ"))
+        try bj.ok("changes", "apply", fromHQ)
+        #expect(try bj.dump() == sh.dump())
+
+        // Once SH01 is revoked, HQ refuses its files too.
+        try sh.ok("customer", "add", "--name", "吊销后", "--phone", "13800008888")
+        let late = sandbox.path("late.opcs")
+        try sh.ok("changes", "export", "--for", "HQ", "--out", late)
+        try hq.ok("pki", "revoke", "--site", "SH01")
+        #expect(try hq.refused("changes", "apply", late).contains("revoked"))
+    }
+}
