@@ -259,20 +259,29 @@ public final class BranchClient: Sendable {
         let hqSite = archive.headquarters
         try await sync.push(
             requestProducer: { [archive, watch, logger] writer in
-                var cursor = start
+                // HQ holds this site's log up to `held` (its word, from Hello and each ack);
+                // nothing of this site's own lies in (held, scanned]. Changes pulled from HQ
+                // grow the log too, but need no pushing: the range over them is claimed in the
+                // next set that carries own changes, not sent alone (that would cost both
+                // sides a commit per pulled batch).
+                var held = start
+                var scanned = start
                 var pending = acks.makeAsyncIterator()
                 while true {
                     try Task.checkCancellation()
-                    let set = try await Blocking.run { [cursor] in
-                        try archive.exportChanges(after: cursor, origin: site, limit: maxChanges, maxBytes: maxBytes)
+                    let found = try await Blocking.run { [scanned] in
+                        try archive.exportChanges(after: scanned, origin: site, limit: maxChanges, maxBytes: maxBytes)
                     }
-                    if set.through <= cursor {
+                    if found.changes.isEmpty {
+                        scanned = max(scanned, found.through)
                         tracker.update { $0.pushCaughtUp = true }
                         self.noteCaughtUp(tracker)
                         if !follow { return }
-                        _ = await watch.wait(after: cursor, timeout: .seconds(30))
+                        _ = await watch.wait(after: scanned, timeout: .seconds(30))
                         continue
                     }
+                    var set = found
+                    set.after = held
                     tracker.update { $0.pushCaughtUp = false }
                     var message = WirePushRequest()
                     message.changeSet = Data(try ChangeSetCodec.encode(set, level: Wire.compressionLevel))
@@ -292,8 +301,10 @@ public final class BranchClient: Sendable {
                     }
                     try await Blocking.run { try archive.acknowledgeSent(to: hqSite, through: ack.receivedThrough) }
                     tracker.update { $0.pushedChanges += set.changes.count }
-                    // HQ's cursor is the truth: if the set did not continue from it, resume there.
-                    cursor = ack.receivedThrough
+                    // HQ's cursor is the truth: if it did not take the set as continuing from
+                    // its cursor, everything after its cursor is sent again (harmless).
+                    held = ack.receivedThrough
+                    scanned = held >= set.through ? max(scanned, set.through) : held
                 }
             },
             onResponse: { response in

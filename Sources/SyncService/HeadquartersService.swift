@@ -235,6 +235,23 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         try await withThrowingTaskGroup(of: Finished.self) { group in
             group.addTask { [self] in
                 var started = false
+                // The branch's acknowledgements are saved at most once a second and when the
+                // stream ends: the cursor only informs status (a lower one after a crash is
+                // harmless), and an fsync per batch would compete with the branch's commits.
+                var acknowledged: UInt64?
+                var saved = ContinuousClock.now
+                func save() async throws {
+                    guard let through = acknowledged else { return }
+                    acknowledged = nil
+                    saved = ContinuousClock.now
+                    try await Blocking.run { [archive] in try archive.acknowledgeSent(to: site, through: through) }
+                }
+                defer {
+                    if let through = acknowledged {
+                        let archive = archive
+                        Task { try? await Blocking.run { try archive.acknowledgeSent(to: site, through: through) } }
+                    }
+                }
                 for try await message in request {
                     switch message.kind {
                     case .start(let start)? where !started:
@@ -242,8 +259,9 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                         startSink.yield(start)
                         startSink.finish()
                     case .ack(let ack)? where started:
-                        try await Blocking.run { [archive] in try archive.acknowledgeSent(to: site, through: ack.through) }
+                        acknowledged = max(acknowledged ?? 0, ack.through)
                         registry.acknowledged(site, through: ack.through)
+                        if ContinuousClock.now - saved > .seconds(1) { try await save() }
                     default:
                         logger.warning("refused a pull out of order", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
                         throw Wire.refusal(.invalidArgument, .protocol, "a pull is one PullStart followed by PullAcks")
@@ -253,6 +271,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                     logger.warning("refused a pull without a start", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
                     throw Wire.refusal(.invalidArgument, .protocol, "a pull must begin with PullStart")
                 }
+                try await save()
                 return .reader
             }
             group.addTask { [self] in
