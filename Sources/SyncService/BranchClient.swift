@@ -304,7 +304,7 @@ public final class BranchClient: Sendable {
                     // HQ's cursor is the truth: if it did not take the set as continuing from
                     // its cursor, everything after its cursor is sent again (harmless).
                     held = ack.receivedThrough
-                    scanned = held >= set.through ? max(scanned, set.through) : held
+                    scanned = held >= set.through ? max(scanned, held) : held
                 }
             },
             onResponse: { response in

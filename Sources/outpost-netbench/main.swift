@@ -26,7 +26,7 @@ struct Options {
     var perBranch = 1_000
     var skipCatchUp = false
     var skipIntake = false
-    var rounds = 5
+    var rounds = 9
     init() {
         var args = CommandLine.arguments.dropFirst().makeIterator()
         while let a = args.next() {
