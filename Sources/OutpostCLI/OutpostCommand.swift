@@ -8,16 +8,18 @@ import Replication
 public struct OutpostCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "outpost",
-        abstract: "Keep a branch's customer archive and exchange changes with other sites offline.",
+        abstract: "Keep a site's customer archive in sync with headquarters and every other site, online or off.",
         discussion: """
             Each site (a branch or headquarters) keeps its own archive in its data directory \
-            (--data-dir, default $OUTPOST_DATA_DIR, else /var/lib/outpost). Sites exchange change \
-            sets over mutual TLS ('outpost serve' keeps a branch in sync with headquarters) or as             files; applying the same set twice, or sets in any order, gives the same result.
+            (--data-dir, default $OUTPOST_DATA_DIR, else /var/lib/outpost). Sites exchange \
+            change sets over mutual TLS ('outpost serve' keeps a branch in sync with \
+            headquarters) or as files; applying the same set twice, or sets in any order, gives \
+            the same result.
 
             Example, a new branch:
               outpost init --site SH01 --role branch
               outpost customer add --name "上海物流有限公司" --phone "021 6000 1234"
-              outpost serve --hq hq.example.net:7443          (certificates: 'outpost pki --help')
+              outpost serve --hq hq.example.net:7443    (certificates: 'outpost pki')
               outpost changes export --for HQ --out /media/usb/SH01.opcs   (no line at all)
             """,
         version: "outpost 0.1.0",
