@@ -162,16 +162,27 @@ struct SyncCommand: AsyncParsableCommand {
 final class ProgressMeter: @unchecked Sendable {
     private let lock = NSLock()
     private let started = Date()
-    private var lastDraw = Date.distantPast
+    private var lastDraw: Date
+    private var last: SyncProgress?
     private var drew = false
     private let terminal = Output.stderrIsTerminal
+
+    init() {
+        // Plain lines only for an exchange that takes a while: the first after 2 s.
+        lastDraw = terminal ? .distantPast : Date()
+    }
 
     func show(_ p: SyncProgress) {
         lock.lock()
         defer { lock.unlock() }
+        last = p
         let now = Date()
         guard now.timeIntervalSince(lastDraw) >= (terminal ? 0.1 : 2) else { return }
         lastDraw = now
+        draw(p, at: now)
+    }
+
+    private func draw(_ p: SyncProgress, at now: Date) {
         let elapsed = max(now.timeIntervalSince(started), 0.001)
         let total = p.pulledChanges + Int(p.behind)
         let fraction = total == 0 ? 1 : Double(p.pulledChanges) / Double(total)
@@ -188,10 +199,13 @@ final class ProgressMeter: @unchecked Sendable {
         drew = true
     }
 
+    /// Draws the final state on a terminal and ends the bar's line.
     func finish() {
         lock.lock()
         defer { lock.unlock() }
-        if terminal && drew { FileHandle.standardError.write(Data("\n".utf8)) }
+        guard terminal else { return }
+        if let last { draw(last, at: Date()) }
+        if drew { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
 
