@@ -142,6 +142,11 @@ public enum ChangeSetCodec {
             throw r.fail("body length mismatch: declares \(storedLength) bytes, \(r.remaining) present")
         }
         if flags & 1 == 0 && rawLength != storedLength { throw r.fail("uncompressed body length mismatch") }
+        // Deflate cannot expand data more than about 1032 to 1: a larger claim is a lie that
+        // would only make the decoder allocate for nothing.
+        if flags & 1 == 1 && rawLength > storedLength * 1032 + 64 {
+            throw r.fail("body declares \(rawLength) bytes inflated from \(storedLength): more than deflate can produce")
+        }
         return Header(
             formatVersion: format, compressed: flags & 1 == 1, schemaVersion: Int(schema), producer: producer,
             after: after, through: through, rawLength: Int(rawLength), storedLength: Int(storedLength),

@@ -61,5 +61,22 @@ struct CodecTests {
             ($0 as? ReplicationError)?.code == .changeSetTooLarge
         }
         #expect { try ChangeSetCodec.decode(big, limits: CodecLimits(maximumBodyBytes: 100)) } throws: { ($0 as? ReplicationError)?.code == .changeSetTooLarge }
+
+        // A 30-byte file claiming a 512 MiB body: refused from the header, before allocating.
+        var lie = ByteWriter(capacity: 64)
+        lie.raw(ChangeSetCodec.magic)
+        lie.byte(ChangeSetCodec.formatVersion)
+        lie.byte(1)
+        lie.varint(1)
+        lie.string("SH01")
+        lie.varint(0)
+        lie.varint(1)
+        lie.varint(512 << 20)
+        lie.varint(8)
+        lie.uint32(0)
+        lie.raw([0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])
+        #expect { try ChangeSetCodec.header(of: lie.bytes) } throws: {
+            ($0 as? ReplicationError)?.code == .malformedChangeSet && "\($0)".contains("more than deflate can produce")
+        }
     }
 }
