@@ -131,6 +131,7 @@ public enum ChangeSetCodec {
         let after = try r.varint()
         let through = try r.varint()
         guard after <= through else { throw r.fail("sequence range is reversed") }
+        guard through <= UInt64(Int64.max) else { throw r.fail("sequence range is out of bounds") }
         let rawLength = try r.varint()
         guard rawLength <= UInt64(limits.maximumBodyBytes) else {
             throw ReplicationError(.changeSetTooLarge, "change-set body of \(rawLength) bytes exceeds the limit of \(limits.maximumBodyBytes) bytes")

@@ -207,6 +207,23 @@ public final class BranchClient: Sendable {
                 "this machine's clock differs from headquarters'; changes made here may be quarantined",
                 metadata: ["offset_ms": "\(offset)"])
         }
+        // Either side restored from an older backup shows as a cursor past a log's end.
+        // Syncing on would skip changes silently; stop loudly instead.
+        let (ownEnd, pulledThrough) = try await Blocking.run { [archive] in
+            (try archive.lastSequence(), try archive.cursor(for: archive.headquarters).receivedThrough)
+        }
+        guard welcome.receivedThrough <= ownEnd else {
+            throw SyncError(
+                .refused,
+                "headquarters holds this branch's log up to \(welcome.receivedThrough), but the log here ends at \(ownEnd): this archive was restored from an older backup; an operator must reconcile before syncing"
+            )
+        }
+        guard pulledThrough <= welcome.lastSequence else {
+            throw SyncError(
+                .refused,
+                "this branch holds headquarters' log up to \(pulledThrough), but it ends at \(welcome.lastSequence): headquarters was restored from an older backup; an operator must reconcile before syncing"
+            )
+        }
         logger.info("connected to headquarters", metadata: ["hq": "\(hq)", "hq_last_sequence": "\(welcome.lastSequence)"])
         updateState {
             $0.connected = true
@@ -229,6 +246,19 @@ public final class BranchClient: Sendable {
                 }
             } else {
                 tracker.update { $0.pullCaughtUp = true }
+            }
+            if follow && pull {
+                // HQ sends a batch at least every 15 s on a following pull. Nothing for 45 s
+                // means the link died without a word (a NAT dropped it, HQ lost power):
+                // reconnect rather than wait for TCP to give up.
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: .seconds(5))
+                        if tracker.secondsSinceLastBatch > 45 {
+                            throw SyncError(.unreachable, "headquarters sent nothing for 45 s; reconnecting")
+                        }
+                    }
+                }
             }
             if follow {
                 // Following, the loops only end when the link does: one ending ends both.
@@ -391,6 +421,7 @@ public final class BranchClient: Sendable {
                             // set continued from it.
                             commitSink.yield(cursor)
                             watch.advance(to: end)
+                            tracker.batchArrived()
                             tracker.update {
                                 $0.pulledChanges += set.changes.count
                                 $0.behind = batch.lastSequence > set.through ? batch.lastSequence - set.through : 0
@@ -438,6 +469,11 @@ public final class BranchClient: Sendable {
 /// Progress shared by the push and pull loops of one exchange.
 final class ProgressTracker: Sendable {
     private let state = Mutex(SyncProgress())
+    private let lastBatch = Mutex(ContinuousClock.now)
+
+    func batchArrived() { lastBatch.withLock { $0 = .now } }
+
+    var secondsSinceLastBatch: Int64 { lastBatch.withLock { (ContinuousClock.now - $0).components.seconds } }
     private let report: (@Sendable (SyncProgress) -> Void)?
 
     init(_ report: (@Sendable (SyncProgress) -> Void)?) { self.report = report }

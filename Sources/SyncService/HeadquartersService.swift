@@ -259,6 +259,11 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                         startSink.yield(start)
                         startSink.finish()
                     case .ack(let ack)? where started:
+                        // An acknowledgement past the log's end is a confused or hostile peer.
+                        guard ack.through <= watch.lastSequence else {
+                            logger.warning("refused an acknowledgement past the log's end", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
+                            throw Wire.refusal(.invalidArgument, .protocol, "PullAck.through \(ack.through) is past headquarters' log end")
+                        }
                         acknowledged = max(acknowledged ?? 0, ack.through)
                         registry.acknowledged(site, through: ack.through)
                         if ContinuousClock.now - saved > .seconds(1) { try await save() }
@@ -290,7 +295,19 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
 
     /// Streams HQ's log after `start.after`, except the branch's own changes.
     private func send(to site: SiteID, serial: String, start: WirePullStart, response: RPCWriter<WirePullBatch>) async throws {
-        let maxBytes = start.maxChangeSetBytes == 0 ? limits.batchMaximumBytes : min(Int(start.maxChangeSetBytes), limits.batchMaximumBytes)
+        let maxBytes = start.maxChangeSetBytes == 0 ? limits.batchMaximumBytes : max(4_096, min(Int(start.maxChangeSetBytes), limits.batchMaximumBytes))
+        // A cursor past the log's end means one side was restored from an older backup: sending
+        // from there would silently skip what the log holds now. Say so instead.
+        let logEnd = try await Blocking.run { [archive] in try archive.lastSequence() }
+        guard start.after <= logEnd else {
+            logger.error(
+                "a branch's cursor is past this log's end: was headquarters restored from a backup?",
+                metadata: ["site": "\(site)", "cursor": "\(start.after)", "log_end": "\(logEnd)", "reason": "PROTOCOL"])
+            throw Wire.refusal(
+                .failedPrecondition, .protocol,
+                "the branch holds headquarters' log up to \(start.after), but the log ends at \(logEnd): headquarters was restored from an older backup; an operator must reconcile before syncing"
+            )
+        }
         var cursor = start.after
         // The first batch always goes out, even empty: it tells the branch where it stands.
         // After that, a quiet log gets an empty batch every 15 s, which keeps the branch's
@@ -300,10 +317,16 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             try Task.checkCancellation()
             try checkStillValid(site, serial: serial)
             try checkNotStopping()
-            let set = try await Blocking.run { [archive, limits, cursor] in
-                try archive.exportChanges(after: cursor, excluding: site, limit: limits.batchMaximumChanges, maxBytes: maxBytes)
+            // The log's end is read after the export (never before), so "caught up" is never
+            // claimed early while another process is writing.
+            let (set, end) = try await Blocking.run { [archive, limits, cursor] in
+                (
+                    try archive.exportChanges(after: cursor, excluding: site, limit: limits.batchMaximumChanges, maxBytes: maxBytes),
+                    try archive.lastSequence()
+                )
             }
-            let last = watch.lastSequence
+            watch.advance(to: end)
+            let last = max(end, watch.lastSequence)
             if set.through > cursor || !start.follow || due {
                 due = false
                 var batch = WirePullBatch()

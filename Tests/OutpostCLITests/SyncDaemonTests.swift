@@ -114,4 +114,23 @@ struct SyncDaemonTests {
             #expect(daemon.log.contains("stopped"), "\(daemon.log.suffix(1500))")
         }
     }
+
+    /// A branch restored from an older backup would reuse sequences headquarters already
+    /// holds and its new writes would never be pushed: sync refuses loudly instead.
+    @Test func aBranchRestoredFromAnOlderBackupIsStoppedNotSilentlySkipped() throws {
+        let network = try Network(branches: ["SH01"])
+        defer { network.stopAll() }
+        let branch = network.site("SH01")
+        let backup = network.sandbox.path("sh01-backup")
+        try FileManager.default.copyItem(atPath: branch.dataDir, toPath: backup)
+        try branch.ok("customer", "add", "--name", "备份后", "--phone", "13600001111")
+        try network.start("HQ")
+        let first = try branch.run("sync", "--once", "--hq", network.hqAddress)
+        #expect(first.status == 0, "\(first)")
+        try FileManager.default.removeItem(atPath: branch.dataDir)
+        try FileManager.default.copyItem(atPath: backup, toPath: branch.dataDir)
+        let restored = try branch.run("sync", "--once", "--hq", network.hqAddress)
+        #expect(restored.status == 1, "\(restored)")
+        #expect(restored.stderr.contains("restored from an older backup"), "\(restored)")
+    }
 }
