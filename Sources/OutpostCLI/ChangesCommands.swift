@@ -317,7 +317,7 @@ struct SiteCredentials {
     init(archive: Archive, dataDirectory: String) throws {
         let named = ProcessInfo.processInfo.environment["OUTPOST_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
         let config = try DaemonConfiguration.load(path: named ?? DaemonConfiguration.defaultPath, required: named != nil)
-        files = config.resolvedTLS(role: archive.role == .hq ? .headquarters : .branch, site: archive.site, dataDirectory: dataDirectory)
+        files = config.resolvedTLS(role: archive.role, site: archive.site, dataDirectory: dataDirectory)
         func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
         if let certificate = read(files.certificate), let key = read(files.key) { signing = (certificate, key) }
         authority = read(files.ca)

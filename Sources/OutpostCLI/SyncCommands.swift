@@ -5,6 +5,7 @@ import Logging
 import OutpostDaemon
 import Replication
 import SyncService
+import Synchronization
 
 /// Options shared by `serve` and `sync`: the configuration file and flags that override it.
 struct DaemonOptions: ParsableArguments {
@@ -212,18 +213,9 @@ final class ProgressMeter: @unchecked Sendable {
 /// The log level of loggers made from now on (the logging system is bootstrapped once, before
 /// the command's options are known).
 enum LogLevel {
-    nonisolated(unsafe) private static var current: Logger.Level = .warning
-    private static let lock = NSLock()
+    private static let current = Mutex<Logger.Level>(.warning)
 
-    static var value: Logger.Level {
-        lock.lock()
-        defer { lock.unlock() }
-        return current
-    }
+    static var value: Logger.Level { current.withLock { $0 } }
 
-    static func set(_ level: Logger.Level) {
-        lock.lock()
-        current = level
-        lock.unlock()
-    }
+    static func set(_ level: Logger.Level) { current.withLock { $0 = level } }
 }

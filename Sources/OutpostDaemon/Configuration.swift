@@ -1,3 +1,4 @@
+import CustomerArchive
 import Foundation
 import Logging
 import Replication
@@ -107,9 +108,9 @@ public struct DaemonConfiguration: Sendable {
     ///
     /// Defaults: at headquarters the PKI directory `DATA/pki` (`ca.pem`, `hq.pem`,
     /// `hq-key.pem`, `revoked.tsv`); at a branch `DATA/tls` (`ca.pem`, `CODE.pem`, `CODE-key.pem`).
-    public func resolvedTLS(role: TLSRole, site: SiteID, dataDirectory: String) -> TLSFiles {
+    public func resolvedTLS(role: Role, site: SiteID, dataDirectory: String) -> TLSFiles {
         switch role {
-        case .headquarters:
+        case .hq:
             let pki = (dataDirectory as NSString).appendingPathComponent("pki")
             return TLSFiles(
                 ca: caFile ?? (pki as NSString).appendingPathComponent(CertificateAuthority.caFile),
@@ -126,8 +127,6 @@ public struct DaemonConfiguration: Sendable {
         }
     }
 }
-
-public enum TLSRole: Sendable { case headquarters, branch }
 
 /// A configuration error with the file, line and key it concerns.
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {

@@ -54,33 +54,13 @@ public struct Daemon: Sendable {
         do { listen = try HostPort(parsing: configuration.listenAddress, defaultPort: DaemonConfiguration.defaultPort) } catch {
             throw ConfigurationError(file: "listen address", line: nil, key: "sync.listen_address", "\(error)")
         }
-        let files = configuration.resolvedTLS(role: .headquarters, site: archive.site, dataDirectory: dataDirectory)
-        let pem = try files.loadForServer()
+        let files = configuration.resolvedTLS(role: .hq, site: archive.site, dataDirectory: dataDirectory)
         let limits = configuration.limits
         let state = StateFile(directory: dataDirectory, initial: SyncState(role: "hq", site: archive.site.code))
         let registry = BranchRegistry(onChange: { state.markDirty() })
         let service = HeadquartersService(
-            archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger,
-            software: BranchClient.software)
-        let address: GRPCNIOTransportCore.SocketAddress =
-            listen.isIPv6 ? .ipv6(host: listen.host, port: listen.port) : .ipv4(host: listen.host, port: listen.port)
-        let transport = HTTP2ServerTransport.Posix(
-            address: address,
-            transportSecurity: .mTLS(
-                certificateChain: [.bytes(pem.certificate, format: .pem)], privateKey: .bytes(pem.key, format: .pem)
-            ) { tls in
-                tls.trustRoots = .certificates([.bytes(pem.ca, format: .pem)])
-                tls.clientCertificateVerification = .noHostnameVerification
-            },
-            config: .defaults { config in
-                // Above the protocol's own limit, so an oversized set gets the protocol's clear
-                // refusal (and a log line naming the site) rather than a bare transport error.
-                config.rpc.maxRequestPayloadSize = limits.maximumMessageBytes * 2
-                config.channelDebuggingCallbacks.onAcceptTCPConnection = { [tlsLogger = self.logger] channel in
-                    TLSGuard.install(on: channel, logger: tlsLogger)
-                }
-            })
-        let server = GRPCServer(transport: transport, services: [service])
+            archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger)
+        let server = try service.makeServer(address: listen, tls: files)
         let logger = self.logger
         let site = archive.site
         return ClosureService {
@@ -136,7 +116,7 @@ public struct Daemon: Sendable {
             throw ConfigurationError(file: "configuration", line: nil, key: "sync.hq_address", "\(error)")
         }
         let files = configuration.resolvedTLS(role: .branch, site: archive.site, dataDirectory: dataDirectory)
-        _ = try files.loadForServer()
+        _ = try files.load()
         let client = BranchClient(
             archive: archive, hq: hq, tls: files, limits: configuration.limits, watch: watch, logger: logger, dataDirectory: dataDirectory)
         let logger = self.logger
@@ -146,46 +126,5 @@ public struct Daemon: Sendable {
             onReady(hq.description)
             await cancelWhenGracefulShutdown { await client.run() }
         }
-    }
-}
-
-extension TLSFiles {
-    /// Reads the PEM files, with an error naming what is missing and how to make it.
-    func loadForServer() throws -> (ca: [UInt8], certificate: [UInt8], key: [UInt8]) {
-        func read(_ path: String, _ what: String) throws -> [UInt8] {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw SyncError(
-                    .configuration,
-                    "cannot read the \(what) \(path); at headquarters run 'outpost pki init', at a branch install the bundle from 'outpost pki issue'")
-            }
-            return [UInt8](data)
-        }
-        return (try read(ca, "CA certificate"), try read(certificate, "certificate"), try read(key, "private key"))
-    }
-}
-
-/// The sync state file at headquarters, rewritten when something changed (at most four
-/// times a second: with hundreds of branches, every acknowledgement is a change).
-final class StateFile: Sendable {
-    private let directory: String
-    private let state: Mutex<SyncState>
-    private let dirty = Atomic(false)
-
-    init(directory: String, initial: SyncState) {
-        self.directory = directory
-        state = Mutex(initial)
-        initial.save(toDataDirectory: directory)
-    }
-
-    func markDirty() { dirty.store(true, ordering: .releasing) }
-
-    func takeDirty() -> Bool { dirty.exchange(false, ordering: .acquiringAndReleasing) }
-
-    func update(_ body: (inout SyncState) -> Void) {
-        let snapshot = state.withLock { s -> SyncState in
-            body(&s)
-            return s
-        }
-        snapshot.save(toDataDirectory: directory)
     }
 }

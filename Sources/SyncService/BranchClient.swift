@@ -58,6 +58,37 @@ public struct SyncState: Sendable, Codable, Equatable {
     }
 }
 
+/// The state file `outpost status` reads, kept in memory and written whole on each update.
+///
+/// Headquarters, where every acknowledgement from hundreds of branches is a change, marks it
+/// dirty instead and lets a timer write it (``markDirty()`` / ``takeDirty()``).
+public final class StateFile: Sendable {
+    private let directory: String?
+    private let state: Mutex<SyncState>
+    private let dirty = Atomic(false)
+
+    /// - Parameter directory: the data directory; nil keeps the state in memory only.
+    public init(directory: String?, initial: SyncState) {
+        self.directory = directory
+        state = Mutex(initial)
+        if let directory { initial.save(toDataDirectory: directory) }
+    }
+
+    public var current: SyncState { state.withLock { $0 } }
+
+    public func markDirty() { dirty.store(true, ordering: .releasing) }
+
+    public func takeDirty() -> Bool { dirty.exchange(false, ordering: .acquiringAndReleasing) }
+
+    public func update(_ body: (inout SyncState) -> Void) {
+        let snapshot = state.withLock { s -> SyncState in
+            body(&s)
+            return s
+        }
+        if let directory { snapshot.save(toDataDirectory: directory) }
+    }
+}
+
 func nowMilliseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 
 /// Progress of one exchange, for `outpost sync --once`.
@@ -80,8 +111,7 @@ public final class BranchClient: Sendable {
     let limits: SyncLimits
     let logger: Logger
     let watch: LogWatch
-    let dataDirectory: String?
-    let state: Mutex<SyncState>
+    let state: StateFile
     public static let software = "outpost"
 
     public init(archive: Archive, hq: HostPort, tls: TLSFiles, limits: SyncLimits, watch: LogWatch, logger: Logger, dataDirectory: String?) {
@@ -91,7 +121,6 @@ public final class BranchClient: Sendable {
         self.limits = limits
         self.watch = watch
         self.logger = logger
-        self.dataDirectory = dataDirectory
         var initial = dataDirectory.flatMap(SyncState.load(fromDataDirectory:)) ?? SyncState(role: "branch", site: archive.site.code)
         initial.role = "branch"
         initial.pid = getpid()
@@ -99,18 +128,12 @@ public final class BranchClient: Sendable {
         initial.hqAddress = hq.description
         initial.connected = false
         initial.branches = nil
-        state = Mutex(initial)
+        state = StateFile(directory: dataDirectory, initial: initial)
     }
 
-    public var currentState: SyncState { state.withLock { $0 } }
+    public var currentState: SyncState { state.current }
 
-    private func updateState(_ body: (inout SyncState) -> Void) {
-        let snapshot = state.withLock { s -> SyncState in
-            body(&s)
-            return s
-        }
-        if let dataDirectory { snapshot.save(toDataDirectory: dataDirectory) }
-    }
+    private func updateState(_ body: (inout SyncState) -> Void) { state.update(body) }
 
     // MARK: Running
 

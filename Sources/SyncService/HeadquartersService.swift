@@ -18,20 +18,15 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     let revocations: RevocationWatcher
     let registry: BranchRegistry
     let logger: Logger
-    let software: String
     private let stopping = Atomic(false)
 
-    public init(
-        archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger,
-        software: String
-    ) {
+    public init(archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger) {
         self.archive = archive
         self.limits = limits
         self.watch = watch
         self.revocations = RevocationWatcher(path: revokedFile)
         self.registry = registry
         self.logger = logger
-        self.software = software
     }
 
     /// The oldest branch schema served; HQ serves the previous schema too once there is one.
@@ -54,12 +49,8 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
 
     // MARK: Identity
 
-    /// The branch a call comes from, from its verified client certificate only.
-    func authenticate(_ context: ServerContext) throws -> SiteID {
-        try caller(context).site
-    }
-
-    /// The calling branch and its certificate's serial (streams re-check revocation with it).
+    /// The branch a call comes from, from its verified client certificate only, and the
+    /// certificate's serial (streams re-check revocation with it).
     func caller(_ context: ServerContext) throws -> (site: SiteID, serial: String) {
         let peer = context.remotePeer
         guard let certificate = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate else {
@@ -94,7 +85,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     // MARK: Hello
 
     public func hello(request: WireHelloRequest, context: ServerContext) async throws -> WireHelloResponse {
-        let site = try authenticate(context)
+        let site = try caller(context).site
         guard request.protocolVersion == Wire.protocolVersion else {
             logger.warning("refused a protocol version", metadata: ["site": "\(site)", "version": "\(request.protocolVersion)", "reason": "VERSION"])
             throw Wire.refusal(
@@ -137,8 +128,8 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         request: RPCAsyncSequence<WirePushRequest, any Error>, response: RPCWriter<WirePushAck>, context: ServerContext
     ) async throws {
         let (site, serial) = try caller(context)
-        registry.opened(site, stream: .push)
-        defer { registry.closed(site, stream: .push) }
+        registry.opened(site)
+        defer { registry.closed(site) }
         do {
             for try await message in request {
                 try checkStillValid(site, serial: serial)
@@ -182,10 +173,14 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         guard set.changes.count <= limits.batchMaximumChanges else {
             throw refuse(.resourceExhausted, .tooLarge, "\(set.changes.count) changes in one set; the limit is \(limits.batchMaximumChanges)")
         }
+        // The set, then the cursor and the log's end it leaves, in one trip to the archive.
         let report: ApplyReport
+        let cursor: PeerCursor
         do {
-            report = try await Blocking.run { [archive] in
-                try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+            (report, cursor) = try await Blocking.run { [archive, watch] in
+                let report = try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+                watch.advance(to: try archive.lastSequence())
+                return (report, try archive.cursor(for: site))
             }
         } catch let error as ArchiveError where error.code == .schemaTooNew {
             throw refuse(.failedPrecondition, .version, error.message)
@@ -196,12 +191,6 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             logger.error("storing a change set failed", metadata: ["site": "\(site)", "error": "\(error)"])
             throw RPCError(code: .unavailable, message: "headquarters could not store the change set now; the branch will retry")
         }
-        let cursor: PeerCursor
-        do { cursor = try await Blocking.run { [archive] in try archive.cursor(for: site) } } catch {
-            logger.error("reading a cursor failed", metadata: ["site": "\(site)", "error": "\(error)"])
-            throw RPCError(code: .unavailable, message: "headquarters could not read its cursor for \(site) now; the branch will retry")
-        }
-        if let end = try? await Blocking.run({ [archive] in try archive.lastSequence() }) { watch.advance(to: end) }
         registry.received(site, through: cursor.receivedThrough)
         var ack = WirePushAck()
         ack.receivedThrough = cursor.receivedThrough
@@ -226,8 +215,8 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         request: RPCAsyncSequence<WirePullRequest, any Error>, response: RPCWriter<WirePullBatch>, context: ServerContext
     ) async throws {
         let (site, serial) = try caller(context)
-        registry.opened(site, stream: .pull)
-        defer { registry.closed(site, stream: .pull) }
+        registry.opened(site)
+        defer { registry.closed(site) }
         // The reader takes the PullStart and then the acknowledgements; the sender streams
         // batches. Both are children of one group, so whichever fails ends the call at once.
         let (starts, startSink) = AsyncStream.makeStream(of: WirePullStart.self)
@@ -369,8 +358,6 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
 
 /// Which branches are connected, for `outpost status` at headquarters.
 public final class BranchRegistry: Sendable {
-    public enum Stream: Sendable { case push, pull }
-
     public struct Entry: Sendable, Codable, Equatable {
         public var site: String
         public var streams: Int
@@ -395,8 +382,8 @@ public final class BranchRegistry: Sendable {
     }
 
     func seen(_ site: SiteID) { update(site) { _ in } }
-    func opened(_ site: SiteID, stream: Stream) { update(site) { $0.streams += 1 } }
-    func closed(_ site: SiteID, stream: Stream) { update(site) { $0.streams = max(0, $0.streams - 1) } }
+    func opened(_ site: SiteID) { update(site) { $0.streams += 1 } }
+    func closed(_ site: SiteID) { update(site) { $0.streams = max(0, $0.streams - 1) } }
     func received(_ site: SiteID, through: UInt64) { update(site) { $0.receivedThrough = max($0.receivedThrough, through) } }
     func acknowledged(_ site: SiteID, through: UInt64) { update(site) { $0.acknowledgedThrough = max($0.acknowledgedThrough, through) } }
 

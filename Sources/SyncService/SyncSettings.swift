@@ -38,11 +38,14 @@ public struct TLSFiles: Sendable, Equatable {
         self.revoked = revoked
     }
 
-    /// Reads the three PEM files, with an error naming the one that is missing.
-    func load() throws -> (ca: [UInt8], certificate: [UInt8], key: [UInt8]) {
+    /// Reads the three PEM files, with an error naming the one that is missing and how to
+    /// make it.
+    public func load() throws -> (ca: [UInt8], certificate: [UInt8], key: [UInt8]) {
         func read(_ path: String, _ what: String) throws -> [UInt8] {
             guard let data = FileManager.default.contents(atPath: path) else {
-                throw SyncError(.configuration, "cannot read the \(what) \(path): install the site's certificate bundle (outpost pki issue at HQ)")
+                throw SyncError(
+                    .configuration,
+                    "cannot read the \(what) \(path); at headquarters run 'outpost pki init', at a branch install the bundle from 'outpost pki issue'")
             }
             return [UInt8](data)
         }

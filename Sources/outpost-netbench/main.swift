@@ -46,30 +46,8 @@ struct Options {
 }
 
 let options = Options()
-let fields = [
-    "name", "contact_person", "phone", "email", "address", "region", "industry", "home_branch", "account_manager", "shipments", "revenue_fen", "credit_rating",
-]
+let fields = SampleCustomers.fields
 let columns = fields.map { Schema.customers.column($0) }
-
-func value(_ field: String, _ i: Int, _ rng: inout SplitMix64) -> Value {
-    let cities = ["上海", "北京", "广州", "深圳", "成都", "杭州", "武汉", "南京"]
-    let trades = ["物流", "快运", "货代", "仓储", "电子", "服装", "食品", "机械"]
-    let city = cities[Int(rng.next() % 8)]
-    switch field {
-    case "name": return .text("\(city)\(trades[Int(rng.next() % 8)])有限公司\(i % 1000)")
-    case "contact_person": return .text(["王", "李", "张", "刘"][Int(rng.next() % 4)] + ["伟", "芳", "娜", "强"][Int(rng.next() % 4)])
-    case "phone": return .text("1\(30 + rng.next() % 60)\(10_000_000 + rng.next() % 89_999_999)")
-    case "email": return .text("c\(i)@example.cn")
-    case "address": return .text("\(city)市\(["浦东新区", "朝阳区", "天河区", "南山区"][Int(rng.next() % 4)])\(rng.next() % 999)号")
-    case "region": return .text(city)
-    case "industry": return .text(trades[Int(rng.next() % 8)])
-    case "home_branch": return .text("GZ01")
-    case "account_manager": return .text("AM\(rng.next() % 300)")
-    case "shipments": return .integer(Int64(rng.next() % 5_000))
-    case "revenue_fen": return .integer(Int64(rng.next() % 100_000_000))
-    default: return .text(["AAA", "AA", "A", "B", "C"][Int(rng.next() % 5)])
-    }
-}
 
 func seconds(since start: ContinuousClock.Instant) -> Double {
     let d = ContinuousClock.now - start
@@ -112,7 +90,7 @@ if !options.skipCatchUp {
         changes.append(
             Change(
                 table: Schema.customers.id, key: key, stamp: stamp,
-                body: .fields(zip(columns, fields.map { value($0, i, &rng) }).map { FieldWrite(column: $0, value: $1) })))
+                body: .fields(zip(columns, fields.map { SampleCustomers.value($0, i, &rng) }).map { FieldWrite(column: $0, value: $1) })))
     }
     let hq = try Archive.create(at: dir.file("hq.sqlite"), site: hqSite, role: .hq)
     try hq.apply(
@@ -150,22 +128,10 @@ if !options.skipCatchUp {
     // fresh archive applies the same set locally, alternating, so both see the same machine.
     let limits = SyncLimits()
     let watch = try LogWatch(archive: hq, pollInterval: .milliseconds(limits.pollIntervalMilliseconds))
-    let service = HeadquartersService(
-        archive: hq, limits: limits, watch: watch, revokedFile: nil, registry: BranchRegistry(), logger: logger, software: "outpost-netbench")
-    let pem = try (
-        ca: [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("pki/ca.pem")))),
-        cert: [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("pki/hq.pem")))),
-        key: [UInt8](Data(contentsOf: URL(fileURLWithPath: dir.file("pki/hq-key.pem"))))
-    )
-    let server = GRPCServer(
-        transport: HTTP2ServerTransport.Posix(
-            address: .ipv4(host: "127.0.0.1", port: 0),
-            transportSecurity: .mTLS(certificateChain: [.bytes(pem.cert, format: .pem)], privateKey: .bytes(pem.key, format: .pem)) {
-                $0.trustRoots = .certificates([.bytes(pem.ca, format: .pem)])
-                $0.clientCertificateVerification = .noHostnameVerification
-            },
-            config: .defaults { $0.rpc.maxRequestPayloadSize = limits.maximumMessageBytes * 2 }),
-        services: [service])
+    let service = HeadquartersService(archive: hq, limits: limits, watch: watch, revokedFile: nil, registry: BranchRegistry(), logger: logger)
+    let server = try service.makeServer(
+        address: HostPort(host: "127.0.0.1", port: 0),
+        tls: TLSFiles(ca: dir.file("pki/ca.pem"), certificate: dir.file("pki/hq.pem"), key: dir.file("pki/hq-key.pem")))
     let serving = Task { try await server.serve() }
     guard let address = try await server.listeningAddress?.ipv4 else { fatalError("the server did not bind") }
     var ratios: [Double] = []
