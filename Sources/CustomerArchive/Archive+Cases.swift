@@ -9,11 +9,19 @@ public struct ComplaintView: Sendable {
     public var stage: ComplaintStage { ComplaintStage(rawValue: position.stage) ?? .received }
     public var transitions: [Record]
     public var notes: [Record]
+    /// Deadlines and breaches, as of when the view was read.
+    public var sla: ComplaintSLA
 
     public var json: JSON {
         guard case .object(var o) = record.json else { return record.json }
         o["status"] = .string(stage.name)
         o["epoch"] = .int(Int64(position.epoch))
+        let round = sla.current
+        o["sla"] = .object([
+            "acknowledge_by": .int(round.acknowledgeBy), "resolve_by": .int(round.resolveBy),
+            "acknowledged_at": round.acknowledgedAt.map(JSON.int) ?? .null, "resolved_at": round.resolvedAt.map(JSON.int) ?? .null,
+            "breached": .bool(sla.breached), "overdue": .bool(sla.overdue), "escalation": .string(sla.escalation.rawValue),
+        ])
         o["timeline"] = .array(transitions.map(\.json))
         o["notes"] = .array(notes.map(\.json))
         return .object(o)
@@ -84,21 +92,54 @@ extension Archive {
         try read { db in try complaintView(try resolve(Schema.complaints, reference, db), db) }
     }
 
-    func complaintView(_ record: Record, _ db: Database) throws -> ComplaintView {
+    func complaintView(_ record: Record, _ db: Database, rules: CompanyRules? = nil) throws -> ComplaintView {
         let transitions = try fetchRecords(
             Schema.complaintTransitions, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
         let notes = try fetchRecords(Schema.complaintNotes, db, where: "complaint_id = ?", arguments: [record.id.data], suffix: "ORDER BY hlc, origin, id")
         let positions = transitions.map { WorkflowPosition(epoch: Int($0["epoch"].integerValue ?? 0), stage: Int($0["stage"].integerValue ?? 0)) }
+        let rules = try rules ?? Self.rules(db)
+        let steps = transitions.map {
+            ComplaintSLA.Step(
+                epoch: Int($0["epoch"].integerValue ?? 0), stage: ComplaintStage(rawValue: Int($0["stage"].integerValue ?? 0)) ?? .received,
+                at: $0["at"].integerValue ?? 0)
+        }
+        let sla = ComplaintSLA.evaluate(
+            openedAt: record["opened_at"].integerValue ?? 0, timeline: steps, rule: rules.sla(Self.category(record), Self.severity(record)),
+            now: Int64(core.environment.now()))
         return ComplaintView(
-            record: record, position: WorkflowPosition.current(of: positions) ?? WorkflowPosition(epoch: 0, stage: 0), transitions: transitions, notes: notes)
+            record: record, position: WorkflowPosition.current(of: positions) ?? WorkflowPosition(epoch: 0, stage: 0), transitions: transitions, notes: notes,
+            sla: sla)
     }
 
-    public func complaints(stage: ComplaintStage? = nil, limit: Int = 100) throws -> [ComplaintView] {
+    static func category(_ complaint: Record) -> ComplaintCategory {
+        complaint["category"].textValue.flatMap(ComplaintCategory.init(rawValue:)) ?? .other
+    }
+
+    static func severity(_ complaint: Record) -> ComplaintSeverity {
+        complaint["severity"].textValue.flatMap(ComplaintSeverity.init(rawValue:)) ?? .normal
+    }
+
+    /// Complaints, newest first. `overdue` keeps those with a step open past its deadline,
+    /// most overdue first; `branch` those opened at one branch.
+    public func complaints(stage: ComplaintStage? = nil, overdue: Bool = false, branch: String? = nil, limit: Int = 100) throws -> [ComplaintView] {
         try read { db in
-            try fetchRecords(Schema.complaints, db, where: "cl % 2 = 1", suffix: "ORDER BY id DESC").lazy
-                .map { try self.complaintView($0, db) }
-                .filter { stage == nil || $0.stage == stage }
-                .prefix(limit).map { $0 }
+            let rules = try Self.rules(db)
+            var clause = "cl % 2 = 1"
+            var args: StatementArguments = []
+            if let branch {
+                clause += " AND branch = ?"
+                args += [branch]
+            }
+            let views = try fetchRecords(Schema.complaints, db, where: clause, arguments: args, suffix: "ORDER BY id DESC").lazy
+                .map { try self.complaintView($0, db, rules: rules) }
+                .filter { (stage == nil || $0.stage == stage) && (!overdue || $0.sla.overdue) }
+            guard overdue else { return Array(views.prefix(limit)) }
+            // Most overdue first: the earliest missed deadline that is still open.
+            func missed(_ v: ComplaintView) -> Int64 {
+                let r = v.sla.current
+                return r.acknowledgedAt == nil ? r.acknowledgeBy : r.resolveBy
+            }
+            return Array(views.sorted { missed($0) < missed($1) }.prefix(limit))
         }
     }
 

@@ -210,7 +210,7 @@ extension Archive {
                 }
                 out[name] = .text(r.uppercased())
             case ("customer_since", .text(let d)):
-                guard Self.isDate(d) else { throw ArchiveError(.invalidInput, "customer_since must be a date YYYY-MM-DD") }
+                guard CivilDate(d) != nil else { throw ArchiveError(.invalidInput, "customer_since must be a date YYYY-MM-DD") }
                 out[name] = value
             case ("shipments", .integer(let n)), ("overdue_payments", .integer(let n)):
                 guard n >= 0 else { throw ArchiveError(.invalidInput, "\(name) must not be negative") }
@@ -229,14 +229,6 @@ extension Archive {
         let parts = s.split(separator: "@", omittingEmptySubsequences: false)
         return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
             && !s.contains(" ")
-    }
-
-    static func isDate(_ s: String) -> Bool {
-        let p = s.split(separator: "-")
-        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2,
-            let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2])
-        else { return false }
-        return (1900...2200).contains(y) && (1...12).contains(m) && (1...31).contains(d)
     }
 
     // MARK: Contacts
@@ -302,24 +294,5 @@ public enum Phones {
             throw ArchiveError(.invalidInput, "the phone number has \(d.count) digits; expected 5 to 15")
         }
         return d
-    }
-}
-
-/// Civil dates in the company's time zone (China Standard Time, UTC+8, no daylight saving).
-enum CompanyTime {
-    static let offsetMilliseconds: Int64 = 8 * 3600 * 1000
-
-    /// The year of an instant in the company's time zone.
-    static func year(ofMilliseconds ms: UInt64) -> Int {
-        let days = (Int64(ms) + offsetMilliseconds) / 86_400_000
-        // Days since 1970-01-01 to civil year (Howard Hinnant's algorithm).
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return Int(yoe + era * 400 + (month <= 2 ? 1 : 0))
     }
 }

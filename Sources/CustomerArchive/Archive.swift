@@ -84,6 +84,7 @@ public final class Archive: Sendable {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             db.add(function: DatabaseFunction(Migrations.guardFunction, argumentCount: 0, pure: false) { _ in nil })
+            SearchIndex.register(db)
             try db.execute(sql: "PRAGMA secure_delete = ON")
         }
         return config

@@ -16,14 +16,15 @@ extension Session {
         }
     }
 
-    /// Creates a register record with a new key; alive from the start.
-    mutating func create(_ table: TableSchema, _ fields: [String: Value]) throws -> RecordKey {
-        let key = core.newKey()
+    /// Creates a register record, with a new key unless given one; alive from the start.
+    @discardableResult
+    mutating func create(_ table: TableSchema, key: RecordKey? = nil, _ fields: [String: Value]) throws -> RecordKey {
+        let record = key ?? core.newKey()
         let stamp = nextStamp()
         let writes = try values(table, fields).map { FieldWrite(column: $0.0, value: $0.1) }
         // The fields change alone creates the record (a field write implies causal length 1).
-        try merge(Change(table: table.id, key: key, stamp: stamp, body: .fields(writes)), knownAbsent: true)
-        return key
+        try merge(Change(table: table.id, key: record, stamp: stamp, body: .fields(writes)), knownAbsent: key == nil)
+        return record
     }
 
     /// Writes fields of an existing record; each write names the value it replaces as its base.

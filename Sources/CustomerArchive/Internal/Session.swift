@@ -321,6 +321,7 @@ struct Session {
             }
         }
         try purgeLog(key: customer, table: Schema.customers)
+        try SearchIndex.purgeDeleted(db)
     }
 
     /// Scrubs what hangs off an erased complaint or claim, and its own history.

@@ -44,30 +44,10 @@ enum Migrations {
                         received_at INTEGER NOT NULL, producer TEXT NOT NULL, tbl INTEGER NOT NULL, key BLOB NOT NULL,
                         reason TEXT NOT NULL, change BLOB NOT NULL);
                     """)
-            for table in Schema.tables {
-                let columns = table.columns.map { c -> String in
-                    switch c.type {
-                    case .text: "\"\(c.name)\" TEXT"
-                    case .integer: "\"\(c.name)\" INTEGER"
-                    case .key: "\"\(c.name)\" BLOB"
-                    }
-                }.joined(separator: ", ")
-                switch table.kind {
-                case .registers:
-                    try db.execute(
-                        sql: """
-                            CREATE TABLE \(table.name) (
-                                id BLOB PRIMARY KEY NOT NULL, cl INTEGER NOT NULL, erased INTEGER NOT NULL,
-                                clocks BLOB NOT NULL, \(columns)) WITHOUT ROWID
-                            """)
-                case .appendOnly:
-                    try db.execute(
-                        sql: """
-                            CREATE TABLE \(table.name) (
-                                id BLOB PRIMARY KEY NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL,
-                                \(columns)) WITHOUT ROWID
-                            """)
-                }
+            for table in Schema.tables where table.id <= 9 {
+                // Schema 1's columns only: later migrations add theirs.
+                let count = version1ColumnCount[table.id] ?? table.columns.count
+                try createTable(TableSchema(id: table.id, name: table.name, kind: table.kind, columns: Array(table.columns.prefix(count))), db)
             }
             try db.execute(
                 sql: """
@@ -82,17 +62,85 @@ enum Migrations {
                     CREATE INDEX claim_transitions_claim ON claim_transitions(claim_id);
                     CREATE INDEX claim_payments_claim ON claim_payments(claim_id);
                     """)
-            let guarded = Schema.tables.map(\.name) + ["changelog", "conflicts", "quarantine", "state"]
-            for name in guarded {
-                for event in ["INSERT", "UPDATE", "DELETE"] {
-                    try db.execute(
-                        sql: """
-                            CREATE TRIGGER \(name)_guard_\(event.lowercased()) BEFORE \(event) ON \(name)
-                            BEGIN SELECT \(guardFunction)(); END
-                            """)
-                }
-            }
+            let guarded = Schema.tables.filter { $0.id <= 9 }.map(\.name) + ["changelog", "conflicts", "quarantine", "state"]
+            for name in guarded { try guardTable(name, db) }
+        }
+        m.registerMigration("v2") { db in
+            try migrateToVersion2(db)
         }
         return m
+    }
+
+    /// Schema 2: columns appended to customers, contacts and settings; SLA rules and monthly
+    /// figures; the search index; indexes the reports and duplicate finder need.
+    static func migrateToVersion2(_ db: Database) throws {
+        let added: [(TableSchema, [String])] = [
+            (Schema.customers, ["city", "merged_into"]),
+            (Schema.contacts, ["complaint_id"]),
+            (Schema.settings, Array(Schema.settings.columns.dropFirst().map(\.name))),
+        ]
+        for (table, names) in added {
+            for name in names {
+                let type = table.columns[table.column(name)].type
+                try db.execute(sql: "ALTER TABLE \(table.name) ADD COLUMN \"\(name)\" \(sqlType(type))")
+            }
+        }
+        for table in [Schema.slaRules, Schema.figures] {
+            try createTable(table, db)
+            try guardTable(table.name, db)
+        }
+        try db.execute(
+            sql: """
+                CREATE INDEX customers_phone ON customers(phone);
+                CREATE INDEX customers_home_branch ON customers(home_branch);
+                CREATE INDEX customers_merged_into ON customers(merged_into) WHERE merged_into IS NOT NULL;
+                CREATE INDEX complaints_waybill ON complaints(waybill);
+                CREATE INDEX claims_waybill ON claims(waybill);
+                CREATE INDEX contacts_complaint ON contacts(complaint_id) WHERE complaint_id IS NOT NULL;
+                CREATE INDEX figures_customer ON figures(customer_id, month);
+                UPDATE meta SET value = 2 WHERE key = 'schema';
+                """)
+        try SearchIndex.create(db)
+    }
+
+    /// Tables that gained columns after schema 1, with their schema 1 column count.
+    static let version1ColumnCount: [UInt8: Int] = [Schema.customers.id: 23, Schema.contacts.id: 6, Schema.settings.id: 1]
+
+    static func sqlType(_ type: ColumnType) -> String {
+        switch type {
+        case .text: "TEXT"
+        case .integer: "INTEGER"
+        case .key: "BLOB"
+        }
+    }
+
+    static func createTable(_ table: TableSchema, _ db: Database) throws {
+        let columns = table.columns.map { "\"\($0.name)\" \(sqlType($0.type))" }.joined(separator: ", ")
+        switch table.kind {
+        case .registers:
+            try db.execute(
+                sql: """
+                    CREATE TABLE \(table.name) (
+                        id BLOB PRIMARY KEY NOT NULL, cl INTEGER NOT NULL, erased INTEGER NOT NULL,
+                        clocks BLOB NOT NULL, \(columns)) WITHOUT ROWID
+                    """)
+        case .appendOnly:
+            try db.execute(
+                sql: """
+                    CREATE TABLE \(table.name) (
+                        id BLOB PRIMARY KEY NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL,
+                        \(columns)) WITHOUT ROWID
+                    """)
+        }
+    }
+
+    static func guardTable(_ name: String, _ db: Database) throws {
+        for event in ["INSERT", "UPDATE", "DELETE"] {
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER \(name)_guard_\(event.lowercased()) BEFORE \(event) ON \(name)
+                    BEGIN SELECT \(guardFunction)(); END
+                    """)
+        }
     }
 }

@@ -95,7 +95,10 @@ package struct TableSchema: Sendable, Hashable {
 /// Wire ids and column positions are public API (they travel in change sets): add, never change.
 package enum Schema {
     /// The version of the replicated schema. A change set from a newer version is refused.
-    package static let version = 1
+    ///
+    /// Version 2 added customers' `city` and `merged_into`, contacts' `complaint_id`, the value
+    /// and SLA settings, SLA rules and monthly business figures.
+    package static let version = 2
 
     package static let customers = TableSchema(
         id: 1, name: "customers", kind: .registers,
@@ -123,6 +126,10 @@ package enum Schema {
             .init("notes", .text, personal: true),
             .init("archived", .integer),
             .init("currency", .text),
+            // Schema 2.
+            .init("city", .text),
+            // The customer this one was merged into (a duplicate); written at headquarters only.
+            .init("merged_into", .key),
         ])
 
     package static let contacts = TableSchema(
@@ -134,6 +141,8 @@ package enum Schema {
             .init("satisfaction", .integer),
             .init("staff", .text),
             .init("summary", .text, personal: true),
+            // Schema 2: the complaint a return visit follows up.
+            .init("complaint_id", .key),
         ])
 
     package static let complaints = TableSchema(
@@ -209,14 +218,52 @@ package enum Schema {
     package static let settings = TableSchema(
         id: 9, name: "settings", kind: .registers,
         columns: [
-            .init("approval_threshold_fen", .integer)
+            .init("approval_threshold_fen", .integer),
+            // Schema 2: customer value (see ``ValueRules``).
+            .init("abc_basis", .text),
+            .init("abc_a_pct", .integer),
+            .init("abc_b_pct", .integer),
+            .init("d_overdue_payments", .integer),
+            .init("d_complaints", .integer),
+            .init("d_loyalty_below", .integer),
+            .init("quadrant_history_fen", .integer),
+            .init("quadrant_potential_score", .integer),
+            .init("w_attractiveness", .integer),
+            .init("w_profitability", .integer),
+            .init("w_relationship", .integer),
+            .init("w_credit", .integer),
+            .init("w_loyalty", .integer),
+            .init("w_growth", .integer),
         ])
 
     package static let settingsKey = RecordKey.wellKnown(1)
 
+    /// Complaint deadlines per category and severity, written at headquarters; one record per
+    /// pair, keyed by ``RecordKey/derived(_:)`` of the pair so every site names it alike.
+    package static let slaRules = TableSchema(
+        id: 10, name: "sla_rules", kind: .registers,
+        columns: [
+            .init("category", .text),
+            .init("severity", .text),
+            .init("acknowledge_minutes", .integer),
+            .init("resolve_minutes", .integer),
+        ])
+
+    /// A customer's business in one month (shipments, revenue, profit): one record per customer
+    /// and month, keyed by the pair, so entering a month again corrects it instead of adding.
+    package static let figures = TableSchema(
+        id: 11, name: "figures", kind: .registers,
+        columns: [
+            .init("customer_id", .key),
+            .init("month", .text),
+            .init("shipments", .integer),
+            .init("revenue_fen", .integer),
+            .init("profit_fen", .integer),
+        ])
+
     package static let tables: [TableSchema] = [
         customers, contacts, complaints, complaintNotes, complaintTransitions,
-        claims, claimTransitions, claimPayments, settings,
+        claims, claimTransitions, claimPayments, settings, slaRules, figures,
     ]
 
     static let byID: [UInt8: TableSchema] = Dictionary(uniqueKeysWithValues: tables.map { ($0.id, $0) })
