@@ -6,6 +6,8 @@ public indirect enum JSON: Hashable, Sendable {
     case null
     case bool(Bool)
     case int(Int64)
+    /// A report figure (scores, shares); the canonical dump never holds one.
+    case double(Double)
     case string(String)
     case array([JSON])
     case object([String: JSON])
@@ -21,6 +23,7 @@ public indirect enum JSON: Hashable, Sendable {
         case .null: out += "null"
         case .bool(let b): out += b ? "true" : "false"
         case .int(let i): out += String(i)
+        case .double(let d): out += d.isFinite ? "\(d)" : "null"
         case .string(let s): JSON.quote(s, into: &out)
         case .array(let items):
             if items.isEmpty { out += "[]"; return }

@@ -110,6 +110,9 @@ public struct CustomerValuation: Sendable, Hashable {
 ///   within −1…+1 (+1 when a customer starts from nothing).
 ///
 /// Index = Σ weight × score ÷ Σ weight. Potential = mean(growth, 100 − share of wallet).
+///
+/// Quadrants: history is high at or above the cut-off (the median of the scope by default);
+/// potential is high strictly above its cut-off (50 by default).
 public enum ValueModel {
     public static func evaluate(_ all: [CustomerFacts], rules: ValueRules) -> [CustomerValuation] {
         guard !all.isEmpty else { return [] }
@@ -169,7 +172,7 @@ public enum ValueModel {
             }
             if reason != nil { valueClass = .d }
             let highHistory = basis(f) >= historyCut
-            let highPotential = potential >= Double(rules.quadrantPotentialScore)
+            let highPotential = potential > Double(rules.quadrantPotentialScore)
             let quadrant: Quadrant =
                 switch (highHistory, highPotential) {
                 case (true, true): .retain

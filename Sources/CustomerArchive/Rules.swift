@@ -36,7 +36,8 @@ public struct ValueRules: Sendable, Hashable, Codable {
     /// The historical value (basis over the period, in fen) from which a customer counts as
     /// high; `nil`: the median of the customers being reported on.
     public var quadrantHistoryFen: Int64? = nil
-    /// The future-potential score (0–100) from which a customer counts as high.
+    /// The future-potential score (0–100) above which a customer counts as high (a flat
+    /// customer of unknown share of wallet scores exactly 50: no sign of potential).
     public var quadrantPotentialScore = 50
     /// Index weights (relative; they need not add up to 100). The defaults, and why:
     /// profitability 25 (the profit a customer brings is the firm's first measure of value),

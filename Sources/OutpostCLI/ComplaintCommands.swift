@@ -16,8 +16,14 @@ struct ComplaintCommand: ParsableCommand {
             Example:
               outpost complaint open --customer SH01-C-000001 --category late --waybill SF1234567890
               outpost complaint advance SH01-2026-000001
+              outpost complaint list --overdue
+              outpost complaint visit SH01-2026-000001 --satisfaction 4
+
+            Deadlines (SLA) to acknowledge and to resolve depend on the category and severity \
+            ('outpost settings sla' shows them). A complaint past a deadline is escalated: a \
+            missed acknowledgement to the branch manager, a missed resolution to headquarters.
             """,
-        subcommands: [Open.self, Note.self, Advance.self, Reopen.self, Show.self, List.self])
+        subcommands: [Open.self, Note.self, Advance.self, Reopen.self, Visit.self, Show.self, List.self])
 
     struct Open: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -167,13 +173,24 @@ struct ComplaintCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List complaints, newest first.",
             discussion: """
+                --overdue lists the complaints with a step still open past its deadline, most \
+                overdue first, with the escalation each needs. At a branch it shows the \
+                complaints opened there; at headquarters all of them, or one branch's.
+
                 Examples:
                   outpost complaint list
                   outpost complaint list --status investigating
+                  outpost complaint list --overdue
                 """)
 
         @Option(help: ArgumentHelp("Only complaints in this stage: received, acknowledged, investigating, resolved or closed.", valueName: "stage"))
         var status: String?
+
+        @Flag(help: "Only complaints past a deadline (acknowledge or resolve), most overdue first.")
+        var overdue = false
+
+        @Option(help: ArgumentHelp("Only complaints opened at this branch (default with --overdue at a branch: this one).", valueName: "code"))
+        var branch: String?
 
         @Option(help: ArgumentHelp("The most complaints to list.", valueName: "n"))
         var limit: Int = 100
@@ -184,25 +201,85 @@ struct ComplaintCommand: ParsableCommand {
         func run() throws {
             let stage = try status.map { try Parse.stage($0, option: "--status") }
             guard limit > 0 else { throw CLIError("--limit must be at least 1") }
+            let branch = try branch.map { try Parse.site($0, option: "--branch").code }
             let archive = try storage.openArchive()
-            let views = try archive.complaints(stage: stage, limit: limit)
+            let scope = branch ?? (overdue && archive.role == .branch ? archive.site.code : nil)
+            let views = try archive.complaints(stage: stage, overdue: overdue, branch: scope, limit: limit)
             if output.json { return Output.json(.array(views.map(\.json))) }
-            if views.isEmpty { return Output.write("no complaints\n") }
+            if views.isEmpty { return Output.write(overdue ? "no overdue complaints\n" : "no complaints\n") }
+            if overdue {
+                Output.table(
+                    ["NUMBER", "STATUS", "CATEGORY", "SEVERITY", "MISSED", "DUE", "ESCALATE TO"],
+                    views.map { v in
+                        let r = v.sla.current
+                        let (step, due) = r.acknowledgedAt == nil ? ("acknowledge", r.acknowledgeBy) : ("resolve", r.resolveBy)
+                        return [
+                            ComplaintOutput.label(v.record), v.stage.name, Output.text(v.record["category"]) ?? "-",
+                            Output.text(v.record["severity"]) ?? "-", step, Output.time(milliseconds: due), ComplaintOutput.escalation(v.sla),
+                        ]
+                    })
+                return
+            }
             Output.table(
-                ["NUMBER", "STATUS", "CATEGORY", "SEVERITY", "WAYBILL", "OPENED"],
+                ["NUMBER", "STATUS", "CATEGORY", "SEVERITY", "WAYBILL", "OPENED", "SLA"],
                 views.map { v in
                     [
                         ComplaintOutput.label(v.record), v.stage.name, Output.text(v.record["category"]) ?? "-",
                         Output.text(v.record["severity"]) ?? "-", Output.text(v.record["waybill"]) ?? "-",
-                        Output.time(v.record["opened_at"]) ?? "-",
+                        Output.time(v.record["opened_at"]) ?? "-", v.sla.breached ? "breached" : "ok",
                     ]
                 })
         }
     }
 }
 
+extension ComplaintCommand {
+    struct Visit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record a return visit (回访) after a complaint was resolved.",
+            discussion: """
+                The customer's satisfaction, 1 (very unhappy) to 5 (very happy), counts in the \
+                complaints report and in the customer's loyalty score.
+
+                Example:
+                  outpost complaint visit SH01-2026-000001 --satisfaction 4 --staff 李娜
+                """)
+
+        @Argument(help: ArgumentHelp("The complaint's number or id.", valueName: "ref"))
+        var ref: String
+
+        @Option(help: ArgumentHelp("1 (very unhappy) to 5 (very happy).", valueName: "1-5"))
+        var satisfaction: Int
+
+        @Option(help: ArgumentHelp("What the customer said.", valueName: "text"))
+        var summary: String?
+
+        @Option(help: ArgumentHelp("Who made the visit.", valueName: "name"))
+        var staff: String?
+
+        @OptionGroup var storage: DataDirOptions
+        @OptionGroup var output: JSONOption
+
+        func run() throws {
+            guard (1...5).contains(satisfaction) else { throw CLIError("--satisfaction is 1 (very unhappy) to 5 (very happy)") }
+            let archive = try storage.openArchive()
+            let key = try archive.returnVisit(complaint: ref, satisfaction: satisfaction, summary: summary, staff: staff)
+            if output.json { return Output.json(.object(["id": .string(key.description), "satisfaction": .int(Int64(satisfaction))])) }
+            Output.write("recorded return visit \(key) (satisfaction \(satisfaction))\n")
+        }
+    }
+}
+
 /// How complaints print.
 enum ComplaintOutput {
+    static func escalation(_ sla: ComplaintSLA) -> String {
+        switch sla.escalation {
+        case .none: "-"
+        case .branch: "branch manager"
+        case .headquarters: "headquarters"
+        }
+    }
+
     static func label(_ record: Record) -> String {
         record["number"].textValue ?? record.id.description
     }
@@ -223,6 +300,16 @@ enum ComplaintOutput {
         }
     }
 
+    static func deadline(_ due: Int64, done: Int64?, breached: Bool) -> String {
+        let when = Output.time(milliseconds: due)
+        switch (done, breached) {
+        case (.some(let at), false): return "\(when) (met at \(Output.time(milliseconds: at)))"
+        case (.some(let at), true): return "\(when) (MISSED: done at \(Output.time(milliseconds: at)))"
+        case (nil, true): return "\(when) (MISSED)"
+        case (nil, false): return when
+        }
+    }
+
     static func show(_ view: ComplaintView, archive: Archive, json: Bool) {
         if json { return Output.json(view.json) }
         let r = view.record
@@ -238,6 +325,9 @@ enum ComplaintOutput {
             ("description", Output.text(r["description"])),
             ("opened", Output.time(r["opened_at"])),
             ("branch", Output.text(r["branch"])),
+            ("acknowledge by", deadline(view.sla.current.acknowledgeBy, done: view.sla.current.acknowledgedAt, breached: view.sla.current.acknowledgeBreached)),
+            ("resolve by", deadline(view.sla.current.resolveBy, done: view.sla.current.resolvedAt, breached: view.sla.current.resolveBreached)),
+            ("escalated to", view.sla.escalation == .none ? nil : escalation(view.sla)),
         ])
         if !view.transitions.isEmpty {
             Output.write("timeline:\n")

@@ -16,7 +16,69 @@ struct CustomerCommand: ParsableCommand {
               outpost customer search 物流
               outpost customer show SH01-C-000001
             """,
-        subcommands: [Add.self, Update.self, Show.self, List.self, Search.self, ArchiveFile.self, Erase.self, Delete.self, Restore.self])
+        subcommands: [
+            Add.self, Update.self, Show.self, List.self, Search.self, Figures.self, ArchiveFile.self, Erase.self, Delete.self, Restore.self,
+        ])
+
+    // MARK: figures
+
+    struct Figures: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or record a customer's business per month (shipments, revenue, profit).",
+            discussion: """
+                The value reports ('outpost report abc|quadrants|value') rank and score customers \
+                by these monthly figures. Recording a month again replaces it (on every site: one \
+                record per customer and month). Profit may be negative.
+
+                Examples:
+                  outpost customer figures SH01-C-000001
+                  outpost customer figures SH01-C-000001 --month 2026-10 --shipments 42 \\
+                    --revenue 12600.00 --profit 1890.00
+                """)
+
+        @Argument(help: ArgumentHelp("The customer's number or id.", valueName: "ref"))
+        var ref: String
+
+        @Option(help: ArgumentHelp("The month, YYYY-MM.", valueName: "month"))
+        var month: String?
+
+        @Option(help: ArgumentHelp("Shipments in the month.", valueName: "n"))
+        var shipments: Int64?
+
+        @Option(help: ArgumentHelp("Revenue in yuan.", valueName: "yuan"))
+        var revenue: String?
+
+        @Option(help: ArgumentHelp("Profit contribution in yuan (may be negative).", valueName: "yuan"))
+        var profit: String?
+
+        @OptionGroup var storage: DataDirOptions
+        @OptionGroup var output: JSONOption
+
+        func run() throws {
+            let archive = try storage.openArchive()
+            if month != nil || shipments != nil || revenue != nil || profit != nil {
+                guard let monthText = month, let shipments, let revenue, let profit else {
+                    throw CLIError("to record a month give --month, --shipments, --revenue and --profit")
+                }
+                guard let month = Month(monthText) else { throw CLIError("--month: '\(monthText.prefix(24))' is not a month YYYY-MM") }
+                guard shipments >= 0 else { throw CLIError("--shipments must not be negative") }
+                try archive.recordFigures(
+                    customer: ref, month: month, shipments: shipments, revenueFen: try Parse.amount(revenue, option: "--revenue"),
+                    profitFen: try Parse.amount(profit, option: "--profit", allowNegative: true))
+            }
+            let rows = try archive.figures(customer: ref)
+            if output.json { return Output.json(.array(rows.map(\.json))) }
+            if rows.isEmpty { return Output.write("no figures recorded\n") }
+            Output.table(
+                ["MONTH", "SHIPMENTS", "REVENUE", "PROFIT"],
+                rows.map {
+                    [
+                        Output.text($0["month"]) ?? "-", Output.text($0["shipments"]) ?? "0", Output.money($0["revenue_fen"]) ?? "-",
+                        Output.money($0["profit_fen"]) ?? "-",
+                    ]
+                })
+        }
+    }
 
     // MARK: add
 

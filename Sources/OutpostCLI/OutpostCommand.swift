@@ -34,6 +34,7 @@ public struct OutpostCommand: ParsableCommand {
             ComplaintCommand.self,
             ClaimCommand.self,
             ChangesCommand.self,
+            ReportCommand.self,
             ConflictsCommand.self,
             SettingsCommand.self,
             DumpCommand.self,
