@@ -65,8 +65,7 @@ extension Archive {
             throw ArchiveError(.invalidInput, "severity must be low, normal, high or critical")
         }
         let key = try transaction { s in
-            let customer = try resolve(Schema.customers, reference, s.db)
-            try Self.requireWritable(customer)
+            let customer = try resolveCustomerForWrite(reference, s.db)
             let year = CompanyTime.year(ofMilliseconds: s.wall)
             let n = try s.nextNumber("complaint-\(year)")
             let key = try s.create(
@@ -205,8 +204,7 @@ extension Archive {
     {
         guard claimedFen > 0 else { throw ArchiveError(.invalidInput, "the claimed amount must be above 0") }
         let key = try transaction { s in
-            let customer = try resolve(Schema.customers, reference, s.db)
-            try Self.requireWritable(customer)
+            let customer = try resolveCustomerForWrite(reference, s.db)
             let complaintKey = try complaint.map { try resolve(Schema.complaints, $0, s.db).id }
             let year = CompanyTime.year(ofMilliseconds: s.wall)
             let n = try s.nextNumber("claim-\(year)")

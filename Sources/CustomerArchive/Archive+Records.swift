@@ -94,34 +94,105 @@ extension Archive {
         }
     }
 
-    /// Finds customers by a fragment of name, contact person, phone or number, or by a waybill
-    /// of one of their complaints or claims.
+    /// Finds customers by a fragment of name, contact person or number (any two or more
+    /// characters, Chinese included, or one character), by three or more digits of the phone,
+    /// or by the exact waybill of one of their complaints or claims; newest first.
+    ///
+    /// Fragments go through the bigram index (``SearchIndex``), so a search costs the same on a
+    /// million customers as on a thousand unless the fragment is very common, and then the
+    /// first `limit` matches end it. Deleted customers are never found; merged ones are, and
+    /// say into which customer they were merged.
     public func searchCustomers(_ text: String, limit: Int = 50) throws -> [Record] {
         let needle = text.trimmingWhitespace()
         guard !needle.isEmpty else { throw ArchiveError(.invalidInput, "give some text to search for") }
+        guard limit > 0 else { return [] }
+        var queries: [String] = []
+        if let names = SearchIndex.query(needle, column: "names") { queries.append(names) }
         let phone = Phones.digits(needle)
-        let pattern = "%" + needle.replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%"
-        let phonePattern = phone.count >= 3 ? "%\(phone)%" : "\u{0}"
+        if phone.count >= 3, let digits = SearchIndex.query(phone, column: "phone") { queries.append(digits) }
         return try read { db in
-            try fetchRecords(
-                Schema.customers, db,
-                where: """
-                    cl % 2 = 1 AND (name LIKE ?1 ESCAPE '\\' OR contact_person LIKE ?1 ESCAPE '\\' OR number LIKE ?1 ESCAPE '\\'
-                    OR phone LIKE ?2
-                    OR id IN (SELECT customer_id FROM complaints WHERE waybill = ?3 UNION SELECT customer_id FROM claims WHERE waybill = ?3))
-                    """,
-                arguments: [pattern, phonePattern, needle], suffix: "ORDER BY id DESC LIMIT \(max(0, limit))")
+            var found: [Record] = []
+            var seen: Set<RecordKey> = []
+            func take(_ records: [Record]) {
+                for r in records where found.count < limit && r.alive && seen.insert(r.id).inserted { found.append(r) }
+            }
+            // A waybill names one shipment: its customers come first.
+            take(
+                try fetchRecords(
+                    Schema.customers, db,
+                    where: "id IN (SELECT customer_id FROM complaints WHERE waybill = ?1 UNION SELECT customer_id FROM claims WHERE waybill = ?1)",
+                    arguments: [needle], suffix: "ORDER BY id DESC"))
+            guard !queries.isEmpty, found.count < limit else { return found }
+            let rows = try Int64.fetchCursor(
+                db, sql: "SELECT rowid FROM search_text WHERE search_text MATCH ? ORDER BY rowid DESC", arguments: [queries.joined(separator: " OR ")])
+            var batch: [Int64] = []
+            func flush() throws {
+                guard !batch.isEmpty else { return }
+                let marks = Array(repeating: "?", count: batch.count).joined(separator: ", ")
+                let records = try fetchRecords(
+                    Schema.customers, db, where: "id IN (SELECT id FROM search_rows WHERE n IN (\(marks)))", arguments: StatementArguments(batch))
+                let order = Dictionary(
+                    uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT id, n FROM search_rows WHERE n IN (\(marks))", arguments: StatementArguments(batch))
+                        .map { (RecordKey(data: $0[0]), $0[1] as Int64) })
+                take(records.sorted { (order[$0.id] ?? 0) > (order[$1.id] ?? 0) })
+                batch.removeAll(keepingCapacity: true)
+            }
+            while found.count < limit, let n = try rows.next() {
+                batch.append(n)
+                if batch.count >= max(16, limit - found.count) { try flush() }
+            }
+            try flush()
+            return found
+        }
+    }
+
+    /// Calls `body` for every live customer (not deleted, erased or merged), oldest first,
+    /// streaming: a million customers never sit in memory at once.
+    public func forEachCustomer(branch: String? = nil, includeArchived: Bool = false, _ body: (Record) throws -> Void) throws {
+        try read { db in
+            var clause = "cl % 2 = 1 AND erased = 0 AND merged_into IS NULL"
+            var args: StatementArguments = []
+            if !includeArchived { clause += " AND coalesce(archived, 0) = 0" }
+            if let branch {
+                clause += " AND home_branch = ?"
+                args += [branch]
+            }
+            let t = Schema.customers
+            let cols = t.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
+            let rows = try Row.fetchCursor(db, sql: "SELECT id, \(cols) FROM customers WHERE \(clause) ORDER BY id", arguments: args)
+            while let row = try rows.next() {
+                var fields: [String: Value] = [:]
+                for (i, c) in t.columns.enumerated() { fields[c.name] = Value(row[1 + i] as DatabaseValue) }
+                try body(Record(table: t.name, id: RecordKey(data: row[0]), fields: fields, alive: true, erased: false))
+            }
         }
     }
 
     // MARK: Writing
 
     /// Fields a person may set on a customer file (everything except the number).
-    public static let customerFields: [String] = Schema.customers.columns.map(\.name).filter { $0 != "number" }
+    /// (The merge pointer is written only by ``mergeCustomers(keep:duplicate:)``.)
+    public static let customerFields: [String] = Schema.customers.columns.map(\.name).filter { $0 != "number" && $0 != "merged_into" }
 
     /// Adds a customer file, numbered `SITE-C-000001`, homed at this site unless told.
     public func addCustomer(_ fields: [String: Value]) throws -> Record {
-        var fields = try Self.checkedCustomerFields(fields)
+        let checked = try Self.checkedCustomerFields(fields)
+        var stored: [String: Value] = [:]
+        let key = try transaction { s in try insertCustomer(&s, checked, stored: &stored) }
+        // A new record holds exactly what was written: no need to read it back.
+        var all: [String: Value] = [:]
+        for c in Schema.customers.columns { all[c.name] = stored[c.name] ?? .null }
+        return Record(table: Schema.customers.name, id: key, fields: all, alive: true, erased: false)
+    }
+
+    /// Writes a new customer from checked fields, with the defaults and the next number.
+    func insertCustomer(_ s: inout Session, _ checked: [String: Value]) throws -> RecordKey {
+        var stored: [String: Value] = [:]
+        return try insertCustomer(&s, checked, stored: &stored)
+    }
+
+    private func insertCustomer(_ s: inout Session, _ checked: [String: Value], stored fields: inout [String: Value]) throws -> RecordKey {
+        fields = checked
         guard case .text(let name)? = fields["name"], !name.isEmpty else {
             throw ArchiveError(.invalidInput, "a customer needs a name (--name)")
         }
@@ -129,15 +200,9 @@ extension Archive {
         if fields["home_branch"] == nil { fields["home_branch"] = .text(site.code) }
         if fields["currency"] == nil { fields["currency"] = .text("CNY") }
         if fields["archived"] == nil { fields["archived"] = .integer(0) }
-        let key = try transaction { s in
-            let n = try s.nextNumber("customer")
-            fields["number"] = .text(String(format: "%@-C-%06lld", site.code, n))
-            return try s.create(Schema.customers, fields)
-        }
-        // A new record holds exactly what was written: no need to read it back.
-        var all: [String: Value] = [:]
-        for c in Schema.customers.columns { all[c.name] = fields[c.name] ?? .null }
-        return Record(table: Schema.customers.name, id: key, fields: all, alive: true, erased: false)
+        let n = try s.nextNumber("customer")
+        fields["number"] = .text(String(format: "%@-C-%06lld", site.code, n))
+        return try s.create(Schema.customers, fields)
     }
 
     /// Changes fields of a customer file.
@@ -245,8 +310,7 @@ extension Archive {
             throw ArchiveError(.invalidInput, "a return visit records the customer's satisfaction (--satisfaction 1-5)")
         }
         return try transaction { s in
-            let customer = try resolve(Schema.customers, reference, s.db)
-            try Self.requireWritable(customer)
+            let customer = try resolveCustomerForWrite(reference, s.db)
             return try s.append(
                 Schema.contacts,
                 [
@@ -257,10 +321,14 @@ extension Archive {
         }
     }
 
+    /// A customer's contacts, with those of the customers merged into it.
     public func contacts(customer reference: String) throws -> [Record] {
         try read { db in
             let customer = try resolve(Schema.customers, reference, db)
-            return try fetchRecords(Schema.contacts, db, where: "customer_id = ?", arguments: [customer.id.data], suffix: "ORDER BY hlc, origin, id")
+            let ids = [customer.id] + (try mergedMembers(of: customer.id, db))
+            let marks = Array(repeating: "?", count: ids.count).joined(separator: ", ")
+            return try fetchRecords(
+                Schema.contacts, db, where: "customer_id IN (\(marks))", arguments: StatementArguments(ids.map(\.data)), suffix: "ORDER BY hlc, origin, id")
         }
     }
 }

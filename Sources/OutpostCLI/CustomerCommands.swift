@@ -17,8 +17,42 @@ struct CustomerCommand: ParsableCommand {
               outpost customer show SH01-C-000001
             """,
         subcommands: [
-            Add.self, Update.self, Show.self, List.self, Search.self, Figures.self, ArchiveFile.self, Erase.self, Delete.self, Restore.self,
+            Add.self, Update.self, Show.self, List.self, Search.self, Figures.self, Merge.self, ArchiveFile.self, Erase.self, Delete.self,
+            Restore.self,
         ])
+
+    // MARK: merge
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Merge a duplicate customer into the one to keep (at headquarters).",
+            discussion: """
+                The duplicate points to the kept customer from then on, on every site once \
+                synced: its contacts, complaints, claims and figures count under the kept \
+                customer, and so does anything a branch records for the duplicate while offline. \
+                Nothing of the duplicate is deleted; fields the kept customer lacks are filled \
+                from it. 'outpost duplicates' finds candidates.
+
+                Example:
+                  outpost customer merge SH01-C-000017 BJ01-C-000342
+                """)
+
+        @Argument(help: ArgumentHelp("The customer to keep (number or id).", valueName: "keep"))
+        var keep: String
+
+        @Argument(help: ArgumentHelp("The duplicate to merge into it.", valueName: "duplicate"))
+        var duplicate: String
+
+        @OptionGroup var storage: DataDirOptions
+        @OptionGroup var output: JSONOption
+
+        func run() throws {
+            let archive = try storage.openArchive()
+            let kept = try archive.mergeCustomers(keep: keep, duplicate: duplicate)
+            if output.json { return Output.json(kept.json) }
+            Output.write("merged \(duplicate) into \(CustomerOutput.label(kept)); branches follow with their next sync\n")
+        }
+    }
 
     // MARK: figures
 
@@ -371,6 +405,9 @@ struct CustomerFieldOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Sales region, e.g. 华东.", valueName: "region"))
     var region: String?
 
+    @Option(help: ArgumentHelp("City, e.g. 上海 (with the company name, how duplicates are found).", valueName: "city"))
+    var city: String?
+
     @Option(help: ArgumentHelp("Industry, e.g. e-commerce.", valueName: "industry"))
     var industry: String?
 
@@ -421,6 +458,7 @@ struct CustomerFieldOptions: ParsableArguments {
         text("email", email)
         text("address", address)
         text("region", region)
+        text("city", city)
         text("industry", industry)
         if let homeBranch { v["home_branch"] = .text(try Parse.site(homeBranch, option: "--home-branch").code) }
         text("account_manager", accountManager)
@@ -459,6 +497,7 @@ enum CustomerOutput {
             ("email", Output.text(r["email"])),
             ("address", Output.text(r["address"])),
             ("region", Output.text(r["region"])),
+            ("city", Output.text(r["city"])),
             ("industry", Output.text(r["industry"])),
             ("home branch", Output.text(r["home_branch"])),
             ("account manager", Output.text(r["account_manager"])),
@@ -473,6 +512,7 @@ enum CustomerOutput {
             ("referral source", Output.text(r["referral_source"])),
             ("currency", Output.text(r["currency"])),
             ("notes", Output.text(r["notes"])),
+            ("merged into", Output.text(r["merged_into"])),
         ])
     }
 

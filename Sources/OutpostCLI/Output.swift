@@ -160,6 +160,7 @@ enum Output {
         if record.erased { words.append("erased") }
         if !record.alive { words.append("deleted") }
         if record["archived"].integerValue == 1 { words.append("archived") }
+        if !record["merged_into"].isNull { words.append("merged") }
         return words.isEmpty ? "active" : words.joined(separator: ", ")
     }
 

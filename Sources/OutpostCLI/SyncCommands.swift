@@ -138,7 +138,7 @@ struct SyncCommand: AsyncParsableCommand {
         let watch = try LogWatch(archive: archive, pollInterval: .milliseconds(configuration.limits.pollIntervalMilliseconds))
         let client = BranchClient(
             archive: archive, hq: hq, tls: files, limits: configuration.limits, watch: watch, logger: logger, dataDirectory: directory)
-        let meter = ProgressMeter()
+        let meter = ProgressMeter(label: "sync")
         let result: SyncProgress
         do {
             result = try await client.exchange(follow: false) { meter.show($0) }
@@ -158,44 +158,61 @@ struct SyncCommand: AsyncParsableCommand {
     }
 }
 
-/// Progress of `sync --once` on stderr: a redrawn bar on a terminal, a line every few seconds
-/// otherwise.
+/// Progress of long work (`sync --once`, `import`) on stderr: a redrawn bar on a terminal, a
+/// line every few seconds otherwise.
 final class ProgressMeter: @unchecked Sendable {
+    /// What to draw: how far (0…1), and the counts to print beside the bar.
+    struct Reading {
+        var fraction: Double
+        var counts: String
+    }
+
+    // NSLock guards every stored var below; `show` may be called from any thread.
     private let lock = NSLock()
+    private let label: String
     private let started = Date()
     private var lastDraw: Date
-    private var last: SyncProgress?
+    private var last: Reading?
     private var drew = false
     private let terminal = Output.stderrIsTerminal
 
-    init() {
-        // Plain lines only for an exchange that takes a while: the first after 2 s.
+    init(label: String) {
+        self.label = label
+        // Plain lines only for work that takes a while: the first after 2 s.
         lastDraw = terminal ? .distantPast : Date()
     }
 
-    func show(_ p: SyncProgress) {
+    /// Seconds since the meter started (for rates).
+    var elapsed: Double { max(Date().timeIntervalSince(started), 0.001) }
+
+    func show(_ reading: Reading) {
         lock.lock()
         defer { lock.unlock() }
-        last = p
+        last = reading
         let now = Date()
         guard now.timeIntervalSince(lastDraw) >= (terminal ? 0.1 : 2) else { return }
         lastDraw = now
-        draw(p, at: now)
+        draw(reading)
     }
 
-    private func draw(_ p: SyncProgress, at now: Date) {
-        let elapsed = max(now.timeIntervalSince(started), 0.001)
+    /// Sync progress: pulled of (pulled + behind), both directions' counts and the rate.
+    func show(_ p: SyncProgress) {
         let total = p.pulledChanges + Int(p.behind)
-        let fraction = total == 0 ? 1 : Double(p.pulledChanges) / Double(total)
         let rate = Int(Double(p.pushedChanges + p.pulledChanges) / elapsed)
-        let counts = "pushed \(p.pushedChanges)  pulled \(p.pulledChanges)  behind \(p.behind)  \(rate) changes/s"
+        show(
+            Reading(
+                fraction: total == 0 ? 1 : Double(p.pulledChanges) / Double(total),
+                counts: "pushed \(p.pushedChanges)  pulled \(p.pulledChanges)  behind \(p.behind)  \(rate) changes/s"))
+    }
+
+    private func draw(_ r: Reading) {
         if terminal {
             let width = 24
-            let filled = Int(fraction * Double(width))
+            let filled = Int(min(1, max(0, r.fraction)) * Double(width))
             let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-            FileHandle.standardError.write(Data("\r[\(bar)] \(Int(fraction * 100))%  \(counts)\u{1B}[K".utf8))
+            FileHandle.standardError.write(Data("\r[\(bar)] \(Int(r.fraction * 100))%  \(r.counts)\u{1B}[K".utf8))
         } else {
-            FileHandle.standardError.write(Data("sync: \(counts)\n".utf8))
+            FileHandle.standardError.write(Data("\(label): \(r.counts)\n".utf8))
         }
         drew = true
     }
@@ -205,7 +222,7 @@ final class ProgressMeter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard terminal else { return }
-        if let last { draw(last, at: Date()) }
+        if let last { draw(last) }
         if drew { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
