@@ -66,6 +66,7 @@ extension Archive {
         }
         let key = try transaction { s in
             let customer = try resolveCustomerForWrite(reference, s.db)
+            let rule = try Self.rules(s.db).sla(category, ComplaintSeverity(rawValue: severity) ?? .normal)
             let year = CompanyTime.year(ofMilliseconds: s.wall)
             let n = try s.nextNumber("complaint-\(year)")
             let key = try s.create(
@@ -76,6 +77,7 @@ extension Archive {
                     "category": .text(category.rawValue), "severity": .text(severity),
                     "assignee": assignee.map(Value.text) ?? .null, "description": description.map(Value.text) ?? .null,
                     "opened_at": .integer(Int64(s.wall)), "branch": .text(site.code),
+                    "acknowledge_minutes": .integer(Int64(rule.acknowledgeMinutes)), "resolve_minutes": .integer(Int64(rule.resolveMinutes)),
                 ])
             try s.append(
                 Schema.complaintTransitions,
@@ -103,11 +105,21 @@ extension Archive {
                 at: $0["at"].integerValue ?? 0)
         }
         let sla = ComplaintSLA.evaluate(
-            openedAt: record["opened_at"].integerValue ?? 0, timeline: steps, rule: rules.sla(Self.category(record), Self.severity(record)),
-            now: Int64(core.environment.now()))
+            openedAt: record["opened_at"].integerValue ?? 0, timeline: steps, rule: Self.slaRule(record, rules), now: Int64(core.environment.now()))
         return ComplaintView(
             record: record, position: WorkflowPosition.current(of: positions) ?? WorkflowPosition(epoch: 0, stage: 0), transitions: transitions, notes: notes,
             sla: sla)
+    }
+
+    /// The deadlines pinned in the complaint when it was opened; the rules in force for one
+    /// opened before deadlines were pinned.
+    static func slaRule(_ complaint: Record, _ rules: CompanyRules) -> SLARule {
+        var rule = rules.sla(category(complaint), severity(complaint))
+        if let a = complaint["acknowledge_minutes"].integerValue, let r = complaint["resolve_minutes"].integerValue {
+            rule.acknowledgeMinutes = Int(a)
+            rule.resolveMinutes = Int(r)
+        }
+        return rule
     }
 
     static func category(_ complaint: Record) -> ComplaintCategory {

@@ -77,6 +77,7 @@ enum Migrations {
         let added: [(TableSchema, [String])] = [
             (Schema.customers, ["city", "merged_into"]),
             (Schema.contacts, ["complaint_id"]),
+            (Schema.complaints, ["acknowledge_minutes", "resolve_minutes"]),
             (Schema.settings, Array(Schema.settings.columns.dropFirst().map(\.name))),
         ]
         for (table, names) in added {
@@ -104,7 +105,9 @@ enum Migrations {
     }
 
     /// Tables that gained columns after schema 1, with their schema 1 column count.
-    static let version1ColumnCount: [UInt8: Int] = [Schema.customers.id: 23, Schema.contacts.id: 6, Schema.settings.id: 1]
+    static let version1ColumnCount: [UInt8: Int] = [
+        Schema.customers.id: 23, Schema.contacts.id: 6, Schema.complaints.id: 9, Schema.settings.id: 1,
+    ]
 
     static func sqlType(_ type: ColumnType) -> String {
         switch type {

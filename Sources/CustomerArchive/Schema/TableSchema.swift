@@ -96,8 +96,8 @@ package struct TableSchema: Sendable, Hashable {
 package enum Schema {
     /// The version of the replicated schema. A change set from a newer version is refused.
     ///
-    /// Version 2 added customers' `city` and `merged_into`, contacts' `complaint_id`, the value
-    /// and SLA settings, SLA rules and monthly business figures.
+    /// Version 2 added customers' `city` and `merged_into`, contacts' `complaint_id`,
+    /// complaints' deadlines, the value settings, SLA rules and monthly business figures.
     package static let version = 2
 
     package static let customers = TableSchema(
@@ -157,6 +157,10 @@ package enum Schema {
             .init("description", .text, personal: true),
             .init("opened_at", .integer),
             .init("branch", .text),
+            // Schema 2: the deadlines in force where and when it was opened, so a later change
+            // of the rules does not move them.
+            .init("acknowledge_minutes", .integer),
+            .init("resolve_minutes", .integer),
         ])
 
     package static let complaintNotes = TableSchema(
