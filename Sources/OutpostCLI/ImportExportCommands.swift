@@ -8,6 +8,10 @@ struct ImportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "import",
         abstract: "Bring customer files in from a spreadsheet (CSV).",
+        discussion: """
+            Example:
+              outpost import customers customers.csv --dry-run
+            """,
         subcommands: [Customers.self])
 
     struct Customers: ParsableCommand {
@@ -155,6 +159,10 @@ struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write customer files out as CSV or JSON lines.",
+        discussion: """
+            Example:
+              outpost export customers --csv --out customers.csv
+            """,
         subcommands: [Customers.self])
 
     struct Customers: ParsableCommand {

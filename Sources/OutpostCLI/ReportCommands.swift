@@ -38,6 +38,10 @@ struct ReportCommand: ParsableCommand {
                 80% is still A); B: up to 95%; C: the rest. D, whatever the share: credit rating C \
                 or D, 3 or more overdue payments, or 3 or more complaints with a loyalty score \
                 below 40. (Defaults; 'outpost settings value' shows the rules in force.)
+
+                Examples:
+                  outpost report abc
+                  outpost report abc --branch SH01 --from 2025-01 --to 2025-12 --csv
                 """)
 
         @OptionGroup var options: ValueReportOptions
@@ -65,6 +69,9 @@ struct ReportCommand: ParsableCommand {
                   cultivate  low history, high potential    grow them into mature customers
                   maintain   high history, low potential    keep terms, find what limits growth
                   convert    low history, low potential     price and credit; else let go
+
+                Example:
+                  outpost report quadrants --json
                 """)
 
         @OptionGroup var options: ValueReportOptions
@@ -94,6 +101,9 @@ struct ReportCommand: ParsableCommand {
 
                 Default weights: profitability 25, loyalty 20, credit 15, relationship 15, \
                 growth 15, attractiveness 10 ('outpost settings value' explains and changes them).
+
+                Example:
+                  outpost report value --limit 50
                 """)
 
         @OptionGroup var options: ValueReportOptions

@@ -26,7 +26,10 @@ struct OutpostCLITests {
             ["claim", "close"], ["claim", "show"], ["claim", "list"],
             ["changes"], ["changes", "export"], ["changes", "apply"], ["changes", "quarantine"], ["changes", "release"],
             ["conflicts"], ["conflicts", "list"], ["conflicts", "restore"],
-            ["settings"], ["settings", "approval-threshold"],
+            ["settings"], ["settings", "approval-threshold"], ["settings", "value"], ["settings", "sla"],
+            ["customer", "figures"], ["customer", "merge"], ["complaint", "visit"], ["duplicates"],
+            ["report"], ["report", "abc"], ["report", "quadrants"], ["report", "value"], ["report", "complaints"], ["report", "claims"],
+            ["import"], ["import", "customers"], ["export"], ["export", "customers"],
         ]
         for command in commands {
             let result = try Outpost.run(command + ["--help"])
