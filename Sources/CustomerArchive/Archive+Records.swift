@@ -96,7 +96,9 @@ extension Archive {
 
     /// Finds customers by a fragment of name, contact person or number (any two or more
     /// characters, Chinese included, or one character), by three or more digits of the phone,
-    /// or by the exact waybill of one of their complaints or claims; newest first.
+    /// or by the exact waybill of one of their complaints or claims: waybill matches first, then
+    /// the customers this site indexed most recently (so the order, and which customers fill
+    /// `limit`, can differ between sites; the set of all matches does not).
     ///
     /// Fragments go through the bigram index (``SearchIndex``), so a search costs the same on a
     /// million customers as on a thousand unless the fragment is very common, and then the

@@ -25,6 +25,7 @@ public struct Simulation {
         public var conflicts = 0
         public var erasures = 0
         public var writes = 0
+        public var merges = 0
         public init() {}
     }
 
@@ -207,11 +208,39 @@ public struct Simulation {
                         }
                     default: break
                     }
-                case 78..<85:
+                case 78..<80:
                     // A conflict restore somewhere, now and then.
                     if let c = try r.archive.conflicts(includeRestored: false).first(where: { $0.table == "customers" }), chance(50) {
                         try r.archive.restoreConflict(id: c.id)
                     }
+                case 80..<82:
+                    // A month's figures, entered (or corrected) at any site.
+                    guard let k = pick(customers) else { break }
+                    try r.archive.recordFigures(
+                        customer: k.description, month: Month(year: 2025, month: Int(1 + rng.next() % 12)), shipments: Int64(rng.next() % 50),
+                        revenueFen: Int64(rng.next() % 1_000_000), profitFen: Int64(rng.next() % 200_000) - 20_000)
+                case 82..<84:
+                    // HQ's decisions (whichever site's turn it is): a merge of two customers, or
+                    // new rules.
+                    if chance(60), let keep = pick(customers), let duplicate = pick(customers) {
+                        try hq.archive.mergeCustomers(keep: keep.description, duplicate: duplicate.description)
+                        summary.merges += 1
+                    } else if chance(50) {
+                        try hq.archive.setSLA(
+                            SLARule(
+                                category: pick(ComplaintCategory.allCases)!, severity: pick(ComplaintSeverity.allCases)!,
+                                acknowledgeMinutes: Int(1 + rng.next() % 600), resolveMinutes: Int(600 + rng.next() % 6_000)))
+                    } else {
+                        var rules = try hq.archive.rules().value
+                        rules.aCumulativePct = Int(50 + rng.next() % 40)
+                        rules.bCumulativePct = max(rules.aCumulativePct, Int(80 + rng.next() % 21))
+                        rules.weights[pick(ValueDimension.allCases)!] = Int(rng.next() % 40)
+                        try hq.archive.setValueRules(rules)
+                    }
+                case 84..<85:
+                    // A return visit after a resolved complaint.
+                    guard let k = pick(complaints) else { break }
+                    try r.archive.returnVisit(complaint: k.description, satisfaction: Int(1 + rng.next() % 5))
                 default:
                     let b = pick(Array(replicas.dropFirst()))!
                     if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
@@ -301,12 +330,31 @@ public struct Simulation {
                 for c in try r.archive.conflicts() where c.record == key && Schema.customers.rules.personalColumns.contains(Schema.customers.column(c.field)) {
                     throw Failure(seed: seed, problem: "\(r.site)'s conflict journal still holds personal data of erased customer \(key)")
                 }
-                for contact in try r.archive.contacts(customer: key.description) where !contact["summary"].isNull {
+                // (Contacts of customers merged into the erased one are other people's.)
+                for contact in try r.archive.contacts(customer: key.description) where contact["customer_id"].keyValue == key && !contact["summary"].isNull {
                     throw Failure(seed: seed, problem: "\(r.site) still holds a contact summary of erased customer \(key)")
                 }
             }
         }
-        // 4. Money: every site's payments add up to every payment made anywhere.
+        // 4. What every site computes from the records agrees: each branch's value report equals
+        //    HQ's report on that branch, and search finds the same customers. (Complaint reports
+        //    depend on each site's own clock for open deadlines, so they are not compared.)
+        let hqArchive = replicas[0].archive
+        for r in replicas.dropFirst() {
+            let mine = try r.archive.valueReport(from: Month(year: 2025, month: 1), to: Month(year: 2025, month: 12))
+            let theirs = try hqArchive.valueReport(branch: r.site.code, from: Month(year: 2025, month: 1), to: Month(year: 2025, month: 12))
+            if mine.valuations != theirs.valuations {
+                throw Failure(seed: seed, problem: "\(r.site)'s value report differs from HQ's report on \(r.site)")
+            }
+            for text in ["物流", "北京快运", "李", "138"] {
+                // As sets: each site lists what it indexed most recently first.
+                let found = Set(try r.archive.searchCustomers(text, limit: 1_000_000).map(\.id))
+                if found != Set(try hqArchive.searchCustomers(text, limit: 1_000_000).map(\.id)) {
+                    throw Failure(seed: seed, problem: "\(r.site) finds other customers than HQ for a search")
+                }
+            }
+        }
+        // 5. Money: every site's payments add up to every payment made anywhere.
         for r in replicas {
             let paid = try r.archive.claims(limit: 100_000).reduce(Int64(0)) { $0 + $1.paidFen }
             if paid != paymentsTotal {

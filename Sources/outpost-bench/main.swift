@@ -2,6 +2,7 @@
 // ratios (absolute times on a shared machine mean little). Not part of the test run.
 //
 //   swift run -c release outpost-bench [--customers N] [--local N]
+//   swift run -c release outpost-bench --search 1000000      (import and search at scale)
 import CustomerArchive
 import Foundation
 import GRDB
@@ -11,14 +12,16 @@ import Replication
 struct Options {
     var customers = 83_334  // × 12 fields ≈ 1,000,000 field changes
     var local = 3_000
+    var search: Int?
     init() {
         var args = CommandLine.arguments.dropFirst().makeIterator()
         while let a = args.next() {
             switch a {
             case "--customers": customers = Int(args.next() ?? "") ?? customers
             case "--local": local = Int(args.next() ?? "") ?? local
+            case "--search": search = Int(args.next() ?? "")
             default:
-                print("usage: outpost-bench [--customers N] [--local N]")
+                print("usage: outpost-bench [--customers N] [--local N] | --search N")
                 exit(2)
             }
         }
@@ -26,6 +29,10 @@ struct Options {
 }
 
 var options = Options()
+if let n = options.search {
+    try searchBenchmark(customers: n)
+    exit(0)
+}
 // Local writes reuse the generated rows.
 options.local = min(options.local, options.customers)
 let fields = SampleCustomers.fields

@@ -3,7 +3,8 @@ import OutpostTesting
 import Testing
 
 /// The proof that every site converges: many seeded runs of 1 HQ + 4 branches with concurrent
-/// edits, deletes, erasures, workflow steps, payments and faulty exchanges.
+/// edits, deletes, erasures, workflow steps, payments, monthly figures, merges, rule changes at
+/// HQ and faulty exchanges; derived reports and search must agree too.
 ///
 /// `OUTPOST_SIM_SEEDS=N` runs N seeds (default 1,000), `OUTPOST_SIM_FIRST_SEED=S` starts at S,
 /// and `OUTPOST_SIM_SEED=S` replays one seed.
@@ -34,13 +35,14 @@ struct SimulationTests {
                 totals.conflicts += s.conflicts
                 totals.erasures += s.erasures
                 totals.writes += s.writes
+                totals.merges += s.merges
             } catch {
                 failures.append(error.description)
                 if failures.count >= 3 { break }
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges"
         )
         for f in failures {
             print(f)

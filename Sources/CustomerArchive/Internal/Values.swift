@@ -35,7 +35,7 @@ extension RecordKey {
 }
 
 extension Value {
-    var keyValue: RecordKey? {
+    package var keyValue: RecordKey? {
         if case .blob(let b) = self, b.count == 16 { return try? RecordKey(bytes: b) }
         return nil
     }
