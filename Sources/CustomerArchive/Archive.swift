@@ -86,6 +86,10 @@ public final class Archive: Sendable {
             db.add(function: DatabaseFunction(Migrations.guardFunction, argumentCount: 0, pure: false) { _ in nil })
             SearchIndex.register(db)
             try db.execute(sql: "PRAGMA secure_delete = ON")
+            // 32 MiB of page cache (the default is 2 MiB): a batch of merges or imports touches
+            // pages all over several indexes, and a cache smaller than that spills dirty pages to
+            // the WAL again and again within one transaction.
+            try db.execute(sql: "PRAGMA cache_size = -32768")
         }
         return config
     }

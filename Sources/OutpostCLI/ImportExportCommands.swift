@@ -106,7 +106,7 @@ struct ImportCommand: ParsableCommand {
                 while let row = try Self.next(&reader) {
                     guard let fields = try? CustomerImport.fields(row, mapping, sites: sites) else { continue }
                     batch.append(fields)
-                    if batch.count == 2000 { try flush() }
+                    if batch.count == 10_000 { try flush() }
                 }
                 if !batch.isEmpty { try flush() }
                 meter.finish()

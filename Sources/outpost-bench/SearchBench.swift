@@ -47,7 +47,7 @@ func searchBenchmark(customers: Int) throws {
 
     let env = ManualEnvironment(now: 1_767_225_600_000)
     let archive = try Archive.create(at: dir.file("hq.sqlite"), site: .headquarters, role: .hq, environment: env.environment)
-    let importTime = try time { try archive.importCustomers(parsed, batchSize: 2_000) }
+    let importTime = try time { try archive.importCustomers(parsed, batchSize: Int(ProcessInfo.processInfo.environment["IMPORT_BATCH"] ?? "2000")!) }
 
     let names = ["name", "contact_person", "phone", "city", "region", "industry", "home_branch", "revenue_fen"]
     let plain = try DatabasePool(path: dir.file("plain.sqlite"))

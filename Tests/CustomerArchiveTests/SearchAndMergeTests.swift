@@ -170,3 +170,34 @@ struct MergeTests {
         #expect(try hq.customer(b.id.description)["merged_into"].isNull)
     }
 }
+
+@Suite("Schema migration")
+struct MigrationTests {
+    @Test("a schema-1 archive opens as schema 2: new columns and tables, and its customers are searchable")
+    func fromVersion1() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.file("old.sqlite")
+        // Build a schema-1 file the way version 1 left it: its migration only, a customer row.
+        let queue = try DatabaseQueue(path: path, configuration: Archive.configuration())
+        try Migrations.migrator.migrate(queue, upTo: "v1")
+        try queue.write { db in
+            for (k, v) in [("site", "SH01"), ("role", "branch"), ("headquarters", "HQ"), ("schema", "1")] {
+                try db.execute(sql: "INSERT INTO meta(key, value) VALUES (?, ?)", arguments: [k, v])
+            }
+            // No stamps (an empty clock blob with 23 unwritten columns): enough to be read and
+            // indexed; the row is old data, not a test of merging.
+            try db.execute(
+                sql: "INSERT INTO customers(id, cl, erased, clocks, number, name, phone) VALUES (?, 1, 0, ?, 'SH01-C-000001', '上海物流有限公司', '13800138000')",
+                arguments: [RecordKey(high: 0x0190_0000_0000_7000, low: 0x8000_0000_0000_0001).data, Data([0] + [UInt8](repeating: 0, count: 23))])
+        }
+        try queue.close()
+        let archive = try Archive.open(at: path)
+        #expect(try archive.searchCustomers("物流").map { $0["number"].textValue } == ["SH01-C-000001"])
+        #expect(try archive.searchCustomers("38000").count == 1)
+        #expect(try archive.rules() == CompanyRules())
+        let c = try archive.addCustomer(["name": .text("北京快运"), "city": .text("北京")])
+        #expect(c["city"].textValue == "北京")
+        let schema = try DatabaseQueue(path: path).read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'schema'") }
+        #expect(schema == "2")
+    }
+}

@@ -61,6 +61,12 @@ struct Session {
     var needsCheckpoint = false
     let wall: UInt64
     private var erasedCustomers: [RecordKey: Bool] = [:]
+    /// Customers written in this transaction, with their searchable values as the search index
+    /// holds them (`nil`: new); ``finish()`` updates the index from them.
+    private var searchBefore: [RecordKey: [String?]?] = [:]
+    private var searchAfter: [RecordKey: [String?]] = [:]
+    /// An erasure happened: the search index is merged before commit so no segment keeps it.
+    private var searchPurge = false
     /// The change log's high-water mark, saved by ``finish()``. Sequences are never reused, even
     /// after erasure deletes the newest rows: peers hold cursors into them.
     private var sequence: Int64
@@ -86,6 +92,8 @@ struct Session {
 
     /// Saves the clock and the log position; call once at the end of the transaction.
     mutating func finish() throws {
+        try SearchIndex.update(db, before: searchBefore, after: searchAfter)
+        if searchPurge { try SearchIndex.purgeDeleted(db) }
         guard sequence != startSequence || clock != startClock else { return }
         try db.cachedStatement(sql: "UPDATE state SET clock = ?, sequence = ? WHERE id = 1").execute(
             arguments: [Int64(bitPattern: clock.last.rawValue), sequence])
@@ -120,6 +128,18 @@ struct Session {
     }
 
     mutating func store(_ table: TableSchema, _ key: RecordKey, _ state: RecordState, exists: Bool) throws {
+        if table.id == Schema.customers.id && searchBefore.index(forKey: key) == nil {
+            var before: [String?]?
+            if exists {
+                let row = try Row.fetchOne(
+                    try db.cachedStatement(sql: "SELECT name, contact_person, number, phone FROM customers WHERE id = ?"), arguments: [key.data])
+                before = row.map { r in (0..<4).map { r[$0] } }
+            }
+            searchBefore[key] = .some(before)
+        }
+        if table.id == Schema.customers.id {
+            searchAfter[key] = SearchIndex.columnIndexes.map { state.registers[$0]?.value.textValue }
+        }
         var pending = pendingSites
         let clocks = try PackedClocks.encode(state.registers) { try core.sites.index(of: $0, in: db, pending: &pending) }
         pendingSites = pending
@@ -321,7 +341,7 @@ struct Session {
             }
         }
         try purgeLog(key: customer, table: Schema.customers)
-        try SearchIndex.purgeDeleted(db)
+        searchPurge = true
     }
 
     /// Scrubs what hangs off an erased complaint or claim, and its own history.
