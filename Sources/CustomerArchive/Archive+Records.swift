@@ -94,9 +94,10 @@ extension Archive {
         }
     }
 
-    /// Finds customers by a fragment of name, contact person or number (any two or more
-    /// characters, Chinese included, or one character), by three or more digits of the phone,
-    /// or by the exact waybill of one of their complaints or claims: waybill matches first, then
+    /// Finds customers by a fragment of name or contact person (any two or more characters,
+    /// Chinese included, or one character), by three or more digits of the phone, by the start
+    /// of their number, or by the exact waybill of one of their complaints or claims: waybill
+    /// and number matches first, then
     /// the customers this site indexed most recently (so the order, and which customers fill
     /// `limit`, can differ between sites; the set of all matches does not).
     ///
@@ -118,12 +119,18 @@ extension Archive {
             func take(_ records: [Record]) {
                 for r in records where found.count < limit && r.alive && seen.insert(r.id).inserted { found.append(r) }
             }
-            // A waybill names one shipment: its customers come first.
+            // A waybill names one shipment: its customers come first; then customer numbers
+            // starting with the text (SH01-C-0001…).
             take(
                 try fetchRecords(
                     Schema.customers, db,
                     where: "id IN (SELECT customer_id FROM complaints WHERE waybill = ?1 UNION SELECT customer_id FROM claims WHERE waybill = ?1)",
                     arguments: [needle], suffix: "ORDER BY id DESC"))
+            let prefix = needle.uppercased()
+            take(
+                try fetchRecords(
+                    Schema.customers, db, where: "number >= ?1 AND number < ?1 || x'F4'", arguments: [prefix],
+                    suffix: "ORDER BY number DESC LIMIT \(limit)"))
             guard !queries.isEmpty, found.count < limit else { return found }
             let rows = try Int64.fetchCursor(
                 db, sql: "SELECT rowid FROM search_text WHERE search_text MATCH ? ORDER BY rowid DESC", arguments: [queries.joined(separator: " OR ")])

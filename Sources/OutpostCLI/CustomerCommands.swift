@@ -246,9 +246,12 @@ struct CustomerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Find customers by name, contact person, phone, number or waybill.",
             discussion: """
-                Matches a fragment of the name, contact person or number, at least three digits of \
-                the phone number (typed any way), or the exact waybill of one of the customer's \
-                complaints or claims.
+                Matches any fragment of the name or contact person — two characters or more, \
+                Chinese included (物流 finds 上海物流有限公司), or a single character — at least \
+                three digits of the phone number (typed any way), the start of the customer's \
+                number, or the exact waybill of one of the customer's complaints or claims. \
+                Spaces, punctuation and letter case do not matter. Waybill and number matches \
+                come first, then the customers this site recorded most recently.
 
                 Examples:
                   outpost customer search 物流

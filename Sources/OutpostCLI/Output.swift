@@ -138,20 +138,9 @@ enum Output {
     }
 
     static func time(milliseconds ms: Int64) -> String {
-        let local = ms + 8 * 3_600_000
-        let days = local >= 0 ? local / 86_400_000 : (local - 86_399_999) / 86_400_000
-        let secondsOfDay = (local - days * 86_400_000) / 1000
-        // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        return String(format: "%04lld-%02lld-%02lld %02lld:%02lld +08", year, month, day, secondsOfDay / 3600, secondsOfDay % 3600 / 60)
+        let date = CompanyTime.date(ofMilliseconds: ms)
+        let minutes = (ms - CompanyTime.start(of: date)) / 60_000
+        return String(format: "%@ %02lld:%02lld +08", date.description, minutes / 60, minutes % 60)
     }
 
     /// A record's state words, e.g. `deleted`, `erased`, `archived`.

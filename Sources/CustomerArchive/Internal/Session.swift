@@ -132,8 +132,8 @@ struct Session {
             var before: [String?]?
             if exists {
                 let row = try Row.fetchOne(
-                    try db.cachedStatement(sql: "SELECT name, contact_person, number, phone FROM customers WHERE id = ?"), arguments: [key.data])
-                before = row.map { r in (0..<4).map { r[$0] } }
+                    try db.cachedStatement(sql: "SELECT name, contact_person, phone FROM customers WHERE id = ?"), arguments: [key.data])
+                before = row.map { r in (0..<3).map { r[$0] } }
             }
             searchBefore[key] = .some(before)
         }

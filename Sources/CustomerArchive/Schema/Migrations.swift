@@ -92,8 +92,6 @@ enum Migrations {
         }
         try db.execute(
             sql: """
-                CREATE INDEX customers_phone ON customers(phone);
-                CREATE INDEX customers_home_branch ON customers(home_branch);
                 CREATE INDEX customers_merged_into ON customers(merged_into) WHERE merged_into IS NOT NULL;
                 CREATE INDEX complaints_waybill ON complaints(waybill);
                 CREATE INDEX claims_waybill ON claims(waybill);

@@ -2,7 +2,9 @@ import GRDB
 import Replication
 
 /// The customer search index: every pair of adjacent characters (a *bigram*) of a customer's
-/// name, contact person and number, and of their phone digits, in a contentless FTS5 table.
+/// name and contact person, and of their phone digits, in a contentless FTS5 table. (Customer
+/// numbers are found through their own B-tree index, by prefix: a number is typed from its
+/// start, and bigrams of it would be a quarter of the tokens.)
 ///
 /// FTS5's `trigram` tokenizer cannot match patterns shorter than three characters, and most
 /// Chinese words are two (物流, 上海). Indexing bigrams as tokens and searching for a text as
@@ -27,7 +29,7 @@ enum SearchIndex {
     }
 
     /// The customer columns the index holds, in the order ``Session`` reads them.
-    static let columns = ["name", "contact_person", "number", "phone"]
+    static let columns = ["name", "contact_person", "phone"]
     static let columnIndexes = columns.map { Schema.customers.column($0) }
 
     static func create(_ db: Database) throws {
@@ -39,7 +41,7 @@ enum SearchIndex {
                 INSERT INTO search_text(search_text, rank) VALUES ('automerge', 8);
                 INSERT INTO search_rows(id) SELECT id FROM customers ORDER BY id;
                 INSERT INTO search_text(rowid, names, phone)
-                    SELECT r.n, \(function)(c.name, c.contact_person, c.number), \(function)(c.phone)
+                    SELECT r.n, \(function)(c.name, c.contact_person), \(function)(c.phone)
                     FROM search_rows r JOIN customers c ON c.id = r.id;
                 """)
         // No guard triggers on search_rows: it is derived (a foreign write there can only spoil
@@ -48,8 +50,8 @@ enum SearchIndex {
 
     /// The indexed text of one customer's searchable values (``columns`` order).
     static func documents(_ values: [String?]) -> (names: String, phone: String) {
-        let names = values[0..<3].compactMap { $0 }.map(grams).filter { !$0.isEmpty }.joined(separator: " ")
-        return (names, values[3].map(grams) ?? "")
+        let names = values[0..<2].compactMap { $0 }.map(grams).filter { !$0.isEmpty }.joined(separator: " ")
+        return (names, values[2].map(grams) ?? "")
     }
 
     /// Brings the index in step with customers written in this transaction. `before` holds each
