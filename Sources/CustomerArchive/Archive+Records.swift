@@ -103,7 +103,7 @@ extension Archive {
     ///
     /// Fragments go through the bigram index (``SearchIndex``), so a search costs the same on a
     /// million customers as on a thousand unless the fragment is very common, and then the
-    /// first `limit` matches end it. Deleted customers are never found; merged ones are, and
+    /// first `limit` matches end it. Deleted and erased customers are never found; merged ones are, and
     /// say into which customer they were merged.
     public func searchCustomers(_ text: String, limit: Int = 50) throws -> [Record] {
         let needle = text.trimmingWhitespace()
@@ -117,7 +117,7 @@ extension Archive {
             var found: [Record] = []
             var seen: Set<RecordKey> = []
             func take(_ records: [Record]) {
-                for r in records where found.count < limit && r.alive && seen.insert(r.id).inserted { found.append(r) }
+                for r in records where found.count < limit && r.alive && !r.erased && seen.insert(r.id).inserted { found.append(r) }
             }
             // A waybill names one shipment: its customers come first; then customer numbers
             // starting with the text (SH01-C-0001…).
