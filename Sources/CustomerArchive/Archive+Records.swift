@@ -109,6 +109,8 @@ extension Archive {
         let needle = text.trimmingWhitespace()
         guard !needle.isEmpty else { throw ArchiveError(.invalidInput, "give some text to search for") }
         guard limit > 0 else { return [] }
+        // Every committed write is found: index what is still queued first.
+        try catchUpSearchIndex()
         var queries: [String] = []
         if let names = SearchIndex.query(needle, column: "names") { queries.append(names) }
         let phone = Phones.digits(needle)
@@ -153,6 +155,26 @@ extension Archive {
             try flush()
             return found
         }
+    }
+
+    /// Indexes the customers written since the search index last caught up, in transactions of
+    /// `batch` (so writers wait at most one batch); returns how many it indexed. Searches call
+    /// it first, the daemon continuously, an import at its end.
+    @discardableResult
+    public func catchUpSearchIndex(batch: Int = 20_000, progress: ((Int) -> Void)? = nil) throws -> Int {
+        var total = 0
+        while try searchBacklog(limit: 1) > 0 {
+            let n = try writer.write { db in try SearchIndex.drain(db, limit: batch) }
+            total += n
+            progress?(total)
+            if n < batch { break }
+        }
+        return total
+    }
+
+    /// Customers waiting for the search index (counted up to `limit`).
+    public func searchBacklog(limit: Int = Int.max) throws -> Int {
+        try read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM (SELECT 1 FROM search_pending LIMIT ?)", arguments: [limit]) ?? 0 }
     }
 
     /// Calls `body` for every live customer (not deleted, erased or merged), oldest first,

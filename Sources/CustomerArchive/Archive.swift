@@ -84,7 +84,6 @@ public final class Archive: Sendable {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             db.add(function: DatabaseFunction(Migrations.guardFunction, argumentCount: 0, pure: false) { _ in nil })
-            SearchIndex.register(db)
             try db.execute(sql: "PRAGMA secure_delete = ON")
             // 32 MiB of page cache (the default is 2 MiB): a batch of merges or imports touches
             // pages all over several indexes, and a cache smaller than that spills dirty pages to

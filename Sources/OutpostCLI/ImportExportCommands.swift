@@ -110,6 +110,12 @@ struct ImportCommand: ParsableCommand {
                 }
                 if !batch.isEmpty { try flush() }
                 meter.finish()
+                // Index them for search now, not at the first search.
+                let indexing = ProgressMeter(label: "indexing")
+                try archive.catchUpSearchIndex { n in
+                    indexing.show(.init(fraction: Double(n) / Double(max(1, imported)), counts: "\(n) customers indexed for search"))
+                }
+                indexing.finish()
             }
             report(rows: good + bad.count, good: good, bad: bad, imported: imported, encoding: detected, skipped: mapping.skipped)
             if !bad.isEmpty && !skipBad { throw ExitCode.failure }

@@ -7,10 +7,10 @@ import Synchronization
 
 /// Runs blocking archive work (SQLite through GRDB) on threads outside Swift's cooperative
 /// pool, so a long transaction never starves the tasks that move bytes on the network.
-enum Blocking {
+package enum Blocking {
     private static let queue = DispatchQueue(label: "outpost.archive", qos: .utility, attributes: .concurrent)
 
-    static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    package static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try body() }) }
         }

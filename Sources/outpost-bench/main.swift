@@ -112,6 +112,10 @@ let archiveInsert = try time { try hq.apply(decoded, options: ApplyOptions(check
 print(
     "apply new records: plain SQLite \(fmt(plainInsert)) s (\(Int(Double(fieldChanges) / plainInsert)) fields/s), archive \(fmt(archiveInsert)) s (\(Int(Double(fieldChanges) / archiveInsert)) fields/s) → ratio \(fmt(plainInsert / archiveInsert))× (goal ≥ 0.5×)"
 )
+let indexInsert = try time { try hq.catchUpSearchIndex() }
+print(
+    "  then the search index catches up (behind the writes, in the daemon): \(fmt(indexInsert)) s; apply + index → ratio \(fmt(plainInsert / (archiveInsert + indexInsert)))×"
+)
 
 // MARK: 2. Overwrites, half winning
 var overwrites: [Change] = []
@@ -153,6 +157,8 @@ let archiveUpdate = try time { overwriteReport = try hq.apply(overwriteSet, opti
 print(
     "apply overwrites (half win, \(overwriteReport.conflicts) conflicts journaled): plain UPDATE \(fmt(plainUpdate)) s, archive \(fmt(archiveUpdate)) s → ratio \(fmt(plainUpdate / archiveUpdate))× (goal ≥ 0.5×)"
 )
+let indexUpdate = try time { try hq.catchUpSearchIndex() }
+print("  then the search index catches up: \(fmt(indexUpdate)) s; apply + index → ratio \(fmt(plainUpdate / (archiveUpdate + indexUpdate)))×")
 
 // MARK: 3. Local writes with capture, one per transaction as at the counter
 let localEnv = ManualEnvironment(now: t0)

@@ -61,11 +61,11 @@ struct Session {
     var needsCheckpoint = false
     let wall: UInt64
     private var erasedCustomers: [RecordKey: Bool] = [:]
-    /// Customers written in this transaction, with their searchable values as the search index
-    /// holds them (`nil`: new); ``finish()`` updates the index from them.
-    private var searchBefore: [RecordKey: [String?]?] = [:]
-    private var searchAfter: [RecordKey: [String?]] = [:]
-    /// An erasure happened: the search index is merged before commit so no segment keeps it.
+    /// Customers whose searchable values this transaction changed; ``finish()`` queues them for
+    /// the search index.
+    private var searchTouched: Set<RecordKey> = []
+    /// An erasure happened: the search index catches up and is merged before commit, so no
+    /// segment keeps the person's tokens.
     private var searchPurge = false
     /// The change log's high-water mark, saved by ``finish()``. Sequences are never reused, even
     /// after erasure deletes the newest rows: peers hold cursors into them.
@@ -92,8 +92,14 @@ struct Session {
 
     /// Saves the clock and the log position; call once at the end of the transaction.
     mutating func finish() throws {
-        try SearchIndex.update(db, before: searchBefore, after: searchAfter)
-        if searchPurge { try SearchIndex.purgeDeleted(db) }
+        if !searchTouched.isEmpty {
+            let queue = try db.cachedStatement(sql: "INSERT OR IGNORE INTO search_pending(id) VALUES (?)")
+            for key in searchTouched.sorted() { try queue.execute(arguments: [key.data]) }
+        }
+        if searchPurge {
+            try SearchIndex.drain(db)
+            try SearchIndex.purgeDeleted(db)
+        }
         guard sequence != startSequence || clock != startClock else { return }
         try db.cachedStatement(sql: "UPDATE state SET clock = ?, sequence = ? WHERE id = 1").execute(
             arguments: [Int64(bitPattern: clock.last.rawValue), sequence])
@@ -127,18 +133,14 @@ struct Session {
         return RecordState(registers: registers, causalLength: UInt64(stmt.int64(0)), erased: stmt.int64(1) != 0)
     }
 
-    mutating func store(_ table: TableSchema, _ key: RecordKey, _ state: RecordState, exists: Bool) throws {
-        if table.id == Schema.customers.id && searchBefore.index(forKey: key) == nil {
-            var before: [String?]?
-            if exists {
-                let row = try Row.fetchOne(
-                    try db.cachedStatement(sql: "SELECT name, contact_person, phone FROM customers WHERE id = ?"), arguments: [key.data])
-                before = row.map { r in (0..<3).map { r[$0] } }
-            }
-            searchBefore[key] = .some(before)
-        }
+    /// Writes a row. `before` is the row as it was, when the caller has it (for the search
+    /// index: a customer whose searchable values did not change is not queued again).
+    mutating func store(_ table: TableSchema, _ key: RecordKey, _ state: RecordState, exists: Bool, before: RecordState? = nil) throws {
         if table.id == Schema.customers.id {
-            searchAfter[key] = SearchIndex.columnIndexes.map { state.registers[$0]?.value.textValue }
+            let changed =
+                !exists || before == nil || before!.erased != state.erased
+                || SearchIndex.columnIndexes.contains { before!.registers[$0]?.value != state.registers[$0]?.value }
+            if changed { searchTouched.insert(key) }
         }
         var pending = pendingSites
         let clocks = try PackedClocks.encode(state.registers) { try core.sites.index(of: $0, in: db, pending: &pending) }
@@ -209,7 +211,7 @@ struct Session {
             derivedErase = true
         }
         if changed || derivedErase {
-            try store(table, key, state, exists: existing != nil)
+            try store(table, key, state, exists: existing != nil, before: existing)
         }
         if log {
             for change in applied { try appendLog(change) }

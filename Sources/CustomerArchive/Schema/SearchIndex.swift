@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import Replication
 
@@ -13,38 +14,34 @@ import Replication
 /// The last character of each value is indexed alone too, so a one-character search is a
 /// prefix query that misses nothing.
 ///
-/// Every write of a customer row goes through ``Session/store(_:_:_:exists:)``, which notes the
-/// values the index holds; the transaction brings the index in step before it commits, so every
-/// path (local, merged, erased) updates it. The table is contentless: it holds tokens, never a
-/// copy of the values, and after an erasure the index is merged so no segment keeps them.
+/// The index is kept *behind* the writes, in batches. Every write of a customer row that
+/// changes a searchable value notes the customer in `search_pending`, in the same transaction
+/// (``Session/store(_:_:_:exists:before:)``); ``drain(_:limit:)`` indexes the pending customers
+/// in one pass — before every search, continuously in the daemon, at the end of an import, and
+/// at once for an erasure. So a sync or an import does not pay for the index inside its own
+/// transactions, a burst of single writes at the counter becomes one index segment instead of
+/// one per commit, and a search still sees every committed write.
+///
+/// The FTS5 table is contentless; `search_rows` maps each customer to its FTS row id and keeps
+/// the values indexed for it, whose tokens a later update must name to take them out. An erasure
+/// re-indexes the person at once (with nothing left to index) and merges the index, so no
+/// segment keeps their tokens.
 enum SearchIndex {
-    /// The SQL function the triggers call: `outpost_search_grams(text, …)`.
-    static let function = "outpost_search_grams"
-
-    static func register(_ db: Database) {
-        db.add(
-            function: DatabaseFunction(function, argumentCount: nil, pure: true) { values in
-                values.compactMap { String.fromDatabaseValue($0) }.map(grams).filter { !$0.isEmpty }.joined(separator: " ")
-            })
-    }
-
-    /// The customer columns the index holds, in the order ``Session`` reads them.
+    /// The customer columns the index holds.
     static let columns = ["name", "contact_person", "phone"]
     static let columnIndexes = columns.map { Schema.customers.column($0) }
 
     static func create(_ db: Database) throws {
         try db.execute(
             sql: """
-                CREATE TABLE search_rows (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
+                CREATE TABLE search_rows (n INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, name TEXT, contact_person TEXT, phone TEXT);
+                CREATE TABLE search_pending (id BLOB PRIMARY KEY NOT NULL) WITHOUT ROWID;
                 CREATE VIRTUAL TABLE search_text USING fts5(
                     names, phone, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 0');
                 INSERT INTO search_text(search_text, rank) VALUES ('automerge', 8);
-                INSERT INTO search_rows(id) SELECT id FROM customers ORDER BY id;
-                INSERT INTO search_text(rowid, names, phone)
-                    SELECT r.n, \(function)(c.name, c.contact_person), \(function)(c.phone)
-                    FROM search_rows r JOIN customers c ON c.id = r.id;
+                INSERT INTO search_pending(id) SELECT id FROM customers;
                 """)
-        // No guard triggers on search_rows: it is derived (a foreign write there can only spoil
+        // No guard triggers here: these tables are derived (a foreign write can only spoil
         // search, never what syncs), and a trigger would make FTS5 write out early (below).
     }
 
@@ -54,41 +51,52 @@ enum SearchIndex {
         return (names, values[2].map(grams) ?? "")
     }
 
-    /// Brings the index in step with customers written in this transaction. `before` holds each
-    /// touched customer's searchable values as the index has them (`nil`: not indexed yet),
-    /// `after` the values last stored.
+    /// Indexes pending customers, oldest key first: up to `limit`, or all. Returns how many
+    /// it took off the queue. Call inside a write transaction.
     ///
-    /// Done once at the end of the transaction, and in an order that keeps FTS5 from writing
-    /// out its pending tokens early: it does so at every statement savepoint (any statement
-    /// with a trigger opens one) and whenever a row id does not increase. So the row-id table is
-    /// written first, then every deletion in row-id order, then every insertion in row-id order.
-    /// (Maintaining the index from triggers wrote out a one-row segment per customer: about 25
-    /// page writes each, and a sixth of the apply speed.)
-    static func update(_ db: Database, before: [RecordKey: [String?]?], after: [RecordKey: [String?]]) throws {
-        guard !before.isEmpty else { return }
-        let row = try db.cachedStatement(sql: "SELECT n FROM search_rows WHERE id = ?")
-        let add = try db.cachedStatement(sql: "INSERT INTO search_rows(id) VALUES (?)")
-        var deletions: [(n: Int64, document: (names: String, phone: String))] = []
-        var insertions: [(n: Int64, document: (names: String, phone: String))] = []
-        for (key, old) in before.sorted(by: { $0.key < $1.key }) {
-            guard let values = after[key] else { continue }
-            if let old, old == values { continue }
-            if let old, let n = try Int64.fetchOne(row, arguments: [key.data]) {
-                deletions.append((n, documents(old)))
+    /// The order of statements matters: FTS5 writes out its pending tokens at every statement
+    /// savepoint (any statement with a trigger, or writing several rows, opens one) and
+    /// whenever a row id does not increase. So the row table is written first, then every
+    /// deletion in row-id order, then every insertion in row-id order, all single-row
+    /// statements. (Maintaining the index from triggers wrote out a one-row segment per
+    /// customer: about 25 page writes each, and a sixth of the apply speed.)
+    @discardableResult
+    static func drain(_ db: Database, limit: Int? = nil) throws -> Int {
+        let ids = try Data.fetchAll(db, sql: "SELECT id FROM search_pending ORDER BY id" + (limit.map { " LIMIT \($0)" } ?? ""))
+        guard let last = ids.last else { return 0 }
+        let read = try db.cachedStatement(sql: "SELECT name, contact_person, phone FROM customers WHERE id = ?")
+        let indexed = try db.cachedStatement(sql: "SELECT n, name, contact_person, phone FROM search_rows WHERE id = ?")
+        let add = try db.cachedStatement(sql: "INSERT INTO search_rows(id, name, contact_person, phone) VALUES (?, ?, ?, ?)")
+        let change = try db.cachedStatement(sql: "UPDATE search_rows SET name = ?, contact_person = ?, phone = ? WHERE n = ?")
+        typealias Document = (names: String, phone: String)
+        var deletions: [(n: Int64, document: Document)] = []
+        var insertions: [(n: Int64, document: Document)] = []
+        for id in ids {
+            guard let row = try Row.fetchOne(read, arguments: [id]) else { continue }
+            let values: [String?] = (0..<3).map { row[$0] }
+            if let old = try Row.fetchOne(indexed, arguments: [id]) {
+                let n: Int64 = old[0]
+                let previous: [String?] = (1...3).map { old[$0] }
+                if previous == values { continue }
+                try change.execute(arguments: [values[0], values[1], values[2], n])
+                deletions.append((n, documents(previous)))
                 insertions.append((n, documents(values)))
             } else {
-                try add.execute(arguments: [key.data])
+                try add.execute(arguments: [id, values[0], values[1], values[2]])
                 insertions.append((db.lastInsertedRowID, documents(values)))
             }
         }
         let delete = try db.cachedStatement(sql: "INSERT INTO search_text(search_text, rowid, names, phone) VALUES ('delete', ?, ?, ?)")
-        for d in deletions.sorted(by: { $0.n < $1.n }) {
+        for d in deletions.sorted(by: { $0.n < $1.n }) where !(d.document.names.isEmpty && d.document.phone.isEmpty) {
             try delete.execute(arguments: [d.n, d.document.names, d.document.phone])
         }
         let insert = try db.cachedStatement(sql: "INSERT INTO search_text(rowid, names, phone) VALUES (?, ?, ?)")
-        for i in insertions.sorted(by: { $0.n < $1.n }) {
+        for i in insertions.sorted(by: { $0.n < $1.n }) where !(i.document.names.isEmpty && i.document.phone.isEmpty) {
             try insert.execute(arguments: [i.n, i.document.names, i.document.phone])
         }
+        // Every pending key up to the last taken was taken (they were read in key order).
+        try db.execute(sql: "DELETE FROM search_pending WHERE id <= ?", arguments: [last])
+        return ids.count
     }
 
     /// Merges the index's segments into one, dropping deleted entries: after an erasure, no
