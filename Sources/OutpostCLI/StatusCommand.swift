@@ -34,6 +34,7 @@ struct StatusCommand: ParsableCommand {
         let archive = try storage.openArchive()
         let counts = try archive.counts()
         let last = try archive.lastSequence()
+        let backlog = try archive.searchBacklog()
         let cursors = try archive.cursors()
         let sync = try SyncReport(archive: archive, dataDirectory: storage.directory, cursors: cursors, lastSequence: last)
         if output.json {
@@ -45,6 +46,7 @@ struct StatusCommand: ParsableCommand {
                     "headquarters": .string(archive.headquarters.code),
                     "archive": .string(archive.path),
                     "last_sequence": .int(Int64(last)),
+                    "search_backlog": .int(Int64(backlog)),
                     "counts": .object(counts.mapValues { .int(Int64($0)) }),
                     "cursors": .array(
                         cursors.map {
@@ -63,6 +65,7 @@ struct StatusCommand: ParsableCommand {
             ("headquarters", archive.headquarters.code),
             ("archive", archive.path),
             ("last sequence", String(last)),
+            ("search index", backlog == 0 ? "up to date" : "\(Output.pluralize(backlog, "customer")) waiting (indexed by 'serve', or at the next search)"),
         ])
         sync.print()
         Output.write("\nrecords:\n")

@@ -69,6 +69,15 @@ struct SyncDaemonTests {
         }
         print("propagation SH01 -> HQ -> BJ01, worst of 3: \(worst)")
         #expect(worst < .seconds(2), "a change took \(worst) to reach the other branch")
+        // The daemon indexes synced customers for search by itself, behind the writes.
+        let start = ContinuousClock.now
+        var backlog = -1
+        while ContinuousClock.now - start < .seconds(5) {
+            backlog = try network.site("BJ01").object("status")["search_backlog"] as? Int ?? -1
+            if backlog == 0 { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(backlog == 0, "BJ01's daemon left \(backlog) customers unindexed\n\(network.logs())")
     }
 
     /// `sync --once` exits 0 after a full exchange, and 1 with a clear error when HQ is down.
