@@ -114,12 +114,9 @@ extension Archive {
     /// The deadlines pinned in the complaint when it was opened; the rules in force for one
     /// opened before deadlines were pinned.
     static func slaRule(_ complaint: Record, _ rules: CompanyRules) -> SLARule {
-        var rule = rules.sla(category(complaint), severity(complaint))
-        if let a = complaint["acknowledge_minutes"].integerValue, let r = complaint["resolve_minutes"].integerValue {
-            rule.acknowledgeMinutes = Int(a)
-            rule.resolveMinutes = Int(r)
-        }
-        return rule
+        rules.sla(
+            category(complaint), severity(complaint), pinnedAcknowledge: complaint["acknowledge_minutes"].integerValue,
+            pinnedResolve: complaint["resolve_minutes"].integerValue)
     }
 
     static func category(_ complaint: Record) -> ComplaintCategory {

@@ -291,9 +291,8 @@ extension Archive {
             struct Item {
                 var branch: String
                 var category: ComplaintCategory
-                var severity: ComplaintSeverity
+                var rule: SLARule
                 var openedAt: Int64
-                var pinned: (acknowledge: Int64, resolve: Int64)?
                 var steps: [ComplaintSLA.Step] = []
                 var visits: [Int64] = []
             }
@@ -308,11 +307,11 @@ extension Archive {
                 db, sql: "SELECT id, branch, category, severity, opened_at, acknowledge_minutes, resolve_minutes FROM complaints WHERE \(clause)",
                 arguments: args)
             {
-                let (a, r): (Int64?, Int64?) = (row[5], row[6])
+                let category = ComplaintCategory(rawValue: row[2] ?? "") ?? .other
+                let severity = ComplaintSeverity(rawValue: row[3] ?? "") ?? .normal
                 items[row[0]] = Item(
-                    branch: row[1] ?? "", category: ComplaintCategory(rawValue: row[2] ?? "") ?? .other,
-                    severity: ComplaintSeverity(rawValue: row[3] ?? "") ?? .normal, openedAt: row[4] ?? 0,
-                    pinned: a.flatMap { a in r.map { (a, $0) } })
+                    branch: row[1] ?? "", category: category,
+                    rule: rules.sla(category, severity, pinnedAcknowledge: row[5], pinnedResolve: row[6]), openedAt: row[4] ?? 0)
             }
             for row in try Row.fetchAll(db, sql: "SELECT complaint_id, epoch, stage, at FROM complaint_transitions") {
                 guard let id: Data = row[0], items[id] != nil else { continue }
@@ -345,12 +344,7 @@ extension Archive {
             var groups: [String: Accumulator] = [:]
             func key(_ branch: String?, _ category: ComplaintCategory?) -> String { "\(branch ?? "*")|\(category?.rawValue ?? "*")" }
             for item in items.values {
-                var rule = rules.sla(item.category, item.severity)
-                if let pinned = item.pinned {
-                    rule.acknowledgeMinutes = Int(pinned.acknowledge)
-                    rule.resolveMinutes = Int(pinned.resolve)
-                }
-                let sla = ComplaintSLA.evaluate(openedAt: item.openedAt, timeline: item.steps, rule: rule, now: now)
+                let sla = ComplaintSLA.evaluate(openedAt: item.openedAt, timeline: item.steps, rule: item.rule, now: now)
                 let first = sla.rounds[0]
                 for k in [key(item.branch, item.category), key(item.branch, nil), key(nil, item.category), key(nil, nil)] {
                     groups[k, default: Accumulator()].complaints += 1

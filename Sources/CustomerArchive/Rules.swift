@@ -104,6 +104,17 @@ public struct CompanyRules: Sendable, Hashable {
     public func sla(_ category: ComplaintCategory, _ severity: ComplaintSeverity) -> SLARule {
         sla["\(category.rawValue)/\(severity.rawValue)"] ?? .standard(category, severity)
     }
+
+    /// A complaint's deadlines: those pinned in it when it was opened, else (a complaint from
+    /// before deadlines were pinned) the rules in force.
+    func sla(_ category: ComplaintCategory, _ severity: ComplaintSeverity, pinnedAcknowledge: Int64?, pinnedResolve: Int64?) -> SLARule {
+        var rule = sla(category, severity)
+        if let a = pinnedAcknowledge, let r = pinnedResolve {
+            rule.acknowledgeMinutes = Int(a)
+            rule.resolveMinutes = Int(r)
+        }
+        return rule
+    }
 }
 
 extension Archive {
