@@ -122,3 +122,16 @@ extension Archive {
         }
     }
 }
+
+extension Archive {
+    /// Cheap counts for the daemon's metrics (no scan of the change log or the records):
+    /// conflict journal entries not restored yet and changes held in quarantine.
+    public func reviewCounts() throws -> (conflicts: Int, quarantined: Int) {
+        try read { db in
+            (
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM conflicts WHERE restored_at IS NULL") ?? 0,
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM quarantine") ?? 0
+            )
+        }
+    }
+}

@@ -28,6 +28,7 @@ public struct OutpostCommand: ParsableCommand {
             StatusCommand.self,
             ServeCommand.self,
             SyncCommand.self,
+            ConfigCommand.self,
             PKICommand.self,
             CustomerCommand.self,
             ContactCommand.self,
@@ -96,17 +97,13 @@ public struct OutpostCommand: ParsableCommand {
         return Output.oneLine(text)
     }
 
-    /// Logs go to stderr so they never mix with the output; `OUTPOST_LOG_LEVEL` sets the level
-    /// (default `warning`: refused and quarantined changes are reported; `serve` logs at
-    /// `info` unless told otherwise).
+    /// Logs go to stderr so they never mix with the output (`OutpostLogHandler`);
+    /// `OUTPOST_LOG_LEVEL` sets the level (default `warning`: refused and quarantined changes
+    /// are reported; `serve` logs at `info` unless told otherwise).
     static func bootstrapLogging() {
         if let level = ProcessInfo.processInfo.environment["OUTPOST_LOG_LEVEL"].flatMap({ Logger.Level(rawValue: $0.lowercased()) }) {
             LogLevel.set(level)
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = LogLevel.value
-            return handler
-        }
+        LoggingSystem.bootstrap { label in OutpostLogHandler(label: label) }
     }
 }

@@ -37,29 +37,48 @@ struct DaemonOptions: ParsableArguments {
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical; overrides log.level.", valueName: "level"))
     var logLevel: String?
 
-    /// The configuration in force: defaults, the file, then these flags.
-    func resolve() throws -> (DaemonConfiguration, dataDirectory: String) {
+    /// The configuration file: `--config`, else `$OUTPOST_CONFIG` (both must exist), else
+    /// the default path (used when it exists).
+    var configurationFile: (explicit: Bool, path: String) {
         let explicit = config ?? ProcessInfo.processInfo.environment["OUTPOST_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
-        var configuration = try DaemonConfiguration.load(path: explicit ?? DaemonConfiguration.defaultPath, required: explicit != nil)
+        return (explicit != nil, explicit ?? DaemonConfiguration.defaultPath)
+    }
+
+    /// The configuration in force: defaults, the file, the environment, then these flags.
+    func resolve() throws -> (DaemonConfiguration, dataDirectory: String) {
+        let (explicit, path) = configurationFile
+        let configuration = try applyFlags(to: try DaemonConfiguration.load(path: path, required: explicit))
+        return (configuration, dataDirectory(configuration: configuration))
+    }
+
+    func applyFlags(to loaded: DaemonConfiguration) throws -> DaemonConfiguration {
+        var configuration = loaded
+        if hq != nil { configuration.note(source: "--hq", for: "sync.hq_address") }
         if let hq { configuration.hqAddress = hq }
+        if listen != nil { configuration.note(source: "--listen", for: "sync.listen_address") }
         if let listen { configuration.listenAddress = listen }
+        if ca != nil { configuration.note(source: "--ca", for: "tls.ca_file") }
         if let ca { configuration.caFile = ca }
+        if cert != nil { configuration.note(source: "--cert", for: "tls.certificate_file") }
         if let cert { configuration.certificateFile = cert }
+        if key != nil { configuration.note(source: "--key", for: "tls.key_file") }
         if let key { configuration.keyFile = key }
         if let logLevel {
             guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
                 throw CLIError("--log-level: '\(logLevel.prefix(16))' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             configuration.logLevel = level
+            configuration.note(source: "--log-level", for: "log.level")
         }
-        // --data-dir and $OUTPOST_DATA_DIR win over the file's data_dir.
-        let directory: String
+        return configuration
+    }
+
+    /// --data-dir and $OUTPOST_DATA_DIR win over the file's data_dir.
+    func dataDirectory(configuration: DaemonConfiguration) -> String {
         if storage.dataDir != nil || ProcessInfo.processInfo.environment["OUTPOST_DATA_DIR"].map({ !$0.isEmpty }) == true {
-            directory = storage.directory
-        } else {
-            directory = configuration.dataDirectory ?? storage.directory
+            return storage.directory
         }
-        return (configuration, directory)
+        return configuration.dataDirectory ?? storage.directory
     }
 }
 
@@ -93,9 +112,17 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "outpost")
         let archive = try Archive.open(
             at: (directory as NSString).appendingPathComponent(Archive.fileName), maximumDrift: configuration.limits.maximumClockDriftMilliseconds)
+        LogContext.set(site: archive.site.code)
         let daemon = Daemon(archive: archive, configuration: configuration, dataDirectory: directory, logger: logger)
-        try await daemon.run { address in
-            logger.notice("ready", metadata: ["site": "\(archive.site)", "role": "\(archive.role.rawValue)", "address": "\(address)"])
+        let options = self.options
+        // SIGHUP: the file, the environment and these flags again; the data directory and
+        // the archive stay (a different directory needs a restart).
+        try await daemon.run(reload: {
+            let (next, _) = try options.resolve()
+            LogLevel.set(next.logLevel)
+            return next
+        }) { address in
+            logger.notice("ready", metadata: ["role": "\(archive.role.rawValue)", "address": "\(address)"])
         }
     }
 }

@@ -8,46 +8,170 @@ import ServiceLifecycle
 import SyncProtocol
 import SyncService
 import Synchronization
+import UnixSignals
 
-/// `outpost serve`: the services of one site under a `ServiceGroup` that stops them in
-/// order on SIGTERM or SIGINT.
+/// `outpost serve`: the services of one site under a `ServiceGroup`.
 ///
 /// Headquarters serves the sync protocol to branches; a branch keeps a link to headquarters.
-/// Both watch their archive's change log, which the CLI writes from other processes.
+/// Both watch their archive's change log, which the CLI writes from other processes, and
+/// serve `/metrics`, `/healthz` and `/readyz` on a local port.
+///
+/// Signals: SIGTERM or SIGINT stop gracefully (the batch in flight is finished). SIGHUP
+/// re-reads the configuration and the certificates; a new configuration that does not load
+/// is logged and the old one keeps running. Under systemd (`Type=notify`) the daemon reports
+/// READY=1, STATUS= lines, WATCHDOG=1 pings and STOPPING=1.
 public struct Daemon: Sendable {
     public let archive: Archive
     public let configuration: DaemonConfiguration
     public let dataDirectory: String
     public let logger: Logger
+    public let metrics = SyncMetrics()
+    let notifier: SystemdNotifier
+    let view = DaemonView()
 
-    public init(archive: Archive, configuration: DaemonConfiguration, dataDirectory: String, logger: Logger) {
+    public init(
+        archive: Archive, configuration: DaemonConfiguration, dataDirectory: String, logger: Logger,
+        notifier: SystemdNotifier = SystemdNotifier()
+    ) {
         self.archive = archive
         self.configuration = configuration
         self.dataDirectory = dataDirectory
         self.logger = logger
+        self.notifier = notifier
     }
 
-    /// Runs until SIGTERM/SIGINT. `onReady` is called once the site serves (HQ: listening,
-    /// with the bound address; branch: started).
-    public func run(onReady: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+    /// Runs until SIGTERM/SIGINT.
+    /// - Parameters:
+    ///   - reload: reads the configuration again (SIGHUP); nil keeps the first one.
+    ///   - onReady: called each time the site serves (HQ: listening, with the bound address;
+    ///     branch: started), after a reload too.
+    public func run(
+        reload: (@Sendable () throws -> DaemonConfiguration)? = nil, onReady: @escaping @Sendable (String) -> Void = { _ in }
+    ) async throws {
         let watch = try LogWatch(archive: archive, pollInterval: .milliseconds(configuration.limits.pollIntervalMilliseconds))
-        var services: [any Service] = [
-            ClosureService { await cancelWhenGracefulShutdown { await watch.run() } },
-            ClosureService { [archive, logger] in await cancelWhenGracefulShutdown { await Self.indexSearch(archive: archive, logger: logger) } },
-        ]
-        switch archive.role {
-        case .hq:
-            services.append(try headquarters(watch: watch, onReady: onReady))
-        case .branch:
-            services.append(try branch(watch: watch, onReady: onReady))
+        let control = ControlBox()
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
+        try await withThrowingTaskGroup(of: Void.self) { top in
+            top.addTask { [self] in
+                for await signal in signals {
+                    if signal == .sighup {
+                        await self.reload(reload, control: control)
+                    } else {
+                        logger.notice("stopping", metadata: ["site": "\(archive.site)", "signal": "\(signal)"])
+                        notifier.stopping()
+                        let group = control.state.withLock { c -> ServiceGroup? in
+                            c.stop = true
+                            return c.group
+                        }
+                        await group?.triggerGracefulShutdown()
+                    }
+                }
+            }
+            top.addTask { [self] in await self.superviseForManager() }
+            top.addTask { [archive, logger] in await Self.indexSearch(archive: archive, logger: logger) }
+            top.addTask { await watch.run() }
+
+            var current = configuration
+            while true {
+                let services = try makeServices(current, watch: watch, onReady: onReady)
+                let group = ServiceGroup(
+                    configuration: ServiceGroupConfiguration(
+                        services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                        gracefulShutdownSignals: [], logger: logger))
+                let stopNow = control.state.withLock { c -> Bool in
+                    c.group = group
+                    return c.stop
+                }
+                if stopNow { break }
+                try await group.run()
+                let next = control.state.withLock { c -> DaemonConfiguration? in
+                    c.group = nil
+                    defer { c.next = nil }
+                    return c.stop ? nil : c.next
+                }
+                guard let next else { break }
+                current = next
+                logger.notice("configuration reloaded")
+            }
+            top.cancelAll()
         }
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
-        logger.info("stopped", metadata: ["site": "\(archive.site)"])
+        view.set(ready: false)
+        logger.info("stopped")
+    }
+
+    /// What the signal handler asks of the main loop.
+    private final class ControlBox: Sendable {
+        struct Control {
+            var group: ServiceGroup?
+            var next: DaemonConfiguration?
+            var stop = false
+        }
+        let state = Mutex(Control())
+    }
+
+    /// SIGHUP: load the configuration and check its certificates; only a good one replaces
+    /// the running services (gracefully: the batch in flight finishes, branches reconnect).
+    private func reload(_ load: (@Sendable () throws -> DaemonConfiguration)?, control: ControlBox) async {
+        notifier.reloading()
+        let next: DaemonConfiguration
+        do {
+            next = try load?() ?? configuration
+            _ = try next.resolvedTLS(role: archive.role, site: archive.site, dataDirectory: dataDirectory).load()
+        } catch {
+            logger.error("reload refused; the running configuration stays in force", metadata: ["error": "\(error)"])
+            notifier.ready(status: "reload failed, running the previous configuration: \(error)")
+            return
+        }
+        logger.notice("reloading configuration and certificates")
+        let group = control.state.withLock { c -> ServiceGroup? in
+            c.next = next
+            return c.group
+        }
+        await group?.triggerGracefulShutdown()
+    }
+
+    /// WATCHDOG=1 at half of WatchdogSec while the archive's worker threads answer, and a
+    /// STATUS= line whenever the sync state changes.
+    private func superviseForManager() async {
+        guard notifier.isEnabled else { return }
+        var lastStatus = ""
+        var lastPing = ContinuousClock.now
+        let interval = notifier.watchdogInterval
+        while !Task.isCancelled {
+            if let interval, ContinuousClock.now - lastPing >= interval {
+                // A ping proves the cooperative pool and the archive's threads both run.
+                if (try? await Blocking.run { true }) == true {
+                    notifier.watchdog()
+                    lastPing = .now
+                }
+            }
+            let status = view.statusLine(site: archive.site)
+            if status != lastStatus, view.isReady {
+                notifier.status(status)
+                lastStatus = status
+            }
+            let step: Duration = interval.map { min($0 / 4, .seconds(2)) } ?? .seconds(2)
+            try? await Task.sleep(for: step)
+        }
+    }
+
+    private func makeServices(
+        _ configuration: DaemonConfiguration, watch: LogWatch, onReady: @escaping @Sendable (String) -> Void
+    ) throws -> [any Service] {
+        var services: [any Service] = []
+        let ready: @Sendable (String) -> Void = { [view, notifier, site = archive.site] address in
+            view.set(ready: true)
+            notifier.ready(status: view.statusLine(site: site))
+            onReady(address)
+        }
+        switch archive.role {
+        case .hq: services.append(try headquarters(configuration, watch: watch, onReady: ready))
+        case .branch: services.append(try branch(configuration, watch: watch, onReady: ready))
+        }
+        if let address = configuration.metricsAddress {
+            services.append(try metricsService(address: address))
+        }
+        return services
     }
 
     /// Keeps the customer search index caught up behind the writes (synced batches, the CLI),
@@ -66,7 +190,9 @@ public struct Daemon: Sendable {
 
     // MARK: Headquarters
 
-    private func headquarters(watch: LogWatch, onReady: @escaping @Sendable (String) -> Void) throws -> any Service {
+    private func headquarters(
+        _ configuration: DaemonConfiguration, watch: LogWatch, onReady: @escaping @Sendable (String) -> Void
+    ) throws -> any Service {
         let listen: HostPort
         do { listen = try HostPort(parsing: configuration.listenAddress, defaultPort: DaemonConfiguration.defaultPort) } catch {
             throw ConfigurationError(file: "listen address", line: nil, key: "sync.listen_address", "\(error)")
@@ -76,7 +202,8 @@ public struct Daemon: Sendable {
         let state = StateFile(directory: dataDirectory, initial: SyncState(role: "hq", site: archive.site.code))
         let registry = BranchRegistry(onChange: { state.markDirty() })
         let service = HeadquartersService(
-            archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger)
+            archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger, metrics: metrics)
+        view.set(registry: registry)
         let server = try service.makeServer(address: listen, tls: files)
         let logger = self.logger
         let site = archive.site
@@ -123,7 +250,9 @@ public struct Daemon: Sendable {
 
     // MARK: Branch
 
-    private func branch(watch: LogWatch, onReady: @escaping @Sendable (String) -> Void) throws -> any Service {
+    private func branch(
+        _ configuration: DaemonConfiguration, watch: LogWatch, onReady: @escaping @Sendable (String) -> Void
+    ) throws -> any Service {
         guard let address = configuration.hqAddress else {
             throw ConfigurationError(
                 file: "configuration", line: nil, key: "sync.hq_address", "a branch needs headquarters' address (host:port): set it or pass --hq")
@@ -135,7 +264,9 @@ public struct Daemon: Sendable {
         let files = configuration.resolvedTLS(role: .branch, site: archive.site, dataDirectory: dataDirectory)
         _ = try files.load()
         let client = BranchClient(
-            archive: archive, hq: hq, tls: files, limits: configuration.limits, watch: watch, logger: logger, dataDirectory: dataDirectory)
+            archive: archive, hq: hq, tls: files, limits: configuration.limits, watch: watch, logger: logger, dataDirectory: dataDirectory,
+            metrics: metrics)
+        view.set(branch: client)
         let logger = self.logger
         let site = archive.site
         return ClosureService {

@@ -112,9 +112,14 @@ public final class BranchClient: Sendable {
     let logger: Logger
     let watch: LogWatch
     let state: StateFile
+    let metrics: SyncMetrics
     public static let software = "outpost"
 
-    public init(archive: Archive, hq: HostPort, tls: TLSFiles, limits: SyncLimits, watch: LogWatch, logger: Logger, dataDirectory: String?) {
+    public init(
+        archive: Archive, hq: HostPort, tls: TLSFiles, limits: SyncLimits, watch: LogWatch, logger: Logger, dataDirectory: String?,
+        metrics: SyncMetrics = SyncMetrics()
+    ) {
+        self.metrics = metrics
         self.archive = archive
         self.hq = hq
         self.tls = tls
@@ -156,6 +161,8 @@ public final class BranchClient: Sendable {
                 // A session that ran a while counts as a success: start the backoff afresh.
                 if ContinuousClock.now - started > .seconds(30) { failures = 0 }
                 failures += 1
+                metrics.add(SyncMetrics.failures)
+                if let rpc = error as? RPCError, let reason = Wire.reason(of: rpc) { metrics.refused(reason.metadataName) }
                 logger.warning("sync with headquarters failed", metadata: ["hq": "\(hq)", "error": "\(message)", "attempt": "\(failures)"])
                 updateState {
                     $0.connected = false
@@ -343,6 +350,7 @@ public final class BranchClient: Sendable {
                         throw SyncError(.protocolViolation, "headquarters closed the push stream without acknowledging")
                     }
                     for refusal in ack.refusals {
+                        self.metrics.refused(refusal.reason.metadataName)
                         logger.warning(
                             "headquarters refused a change", metadata: ["record": "\(refusal.record)", "reason": "\(refusal.reason.metadataName)"])
                     }
@@ -354,6 +362,7 @@ public final class BranchClient: Sendable {
                     }
                     try await Blocking.run { try archive.acknowledgeSent(to: hqSite, through: ack.receivedThrough) }
                     tracker.update { $0.pushedChanges += set.changes.count }
+                    self.metrics.add(SyncMetrics.sent, [:], set.changes.count)
                     // HQ's cursor is the truth: if it did not take the set as continuing from
                     // its cursor, everything after its cursor is sent again (harmless).
                     held = ack.receivedThrough
@@ -437,6 +446,8 @@ public final class BranchClient: Sendable {
                                 return (report, try archive.cursor(for: hqSite).receivedThrough, try archive.lastSequence())
                             }
                             tokenSink.yield(())
+                            self.metrics.record(report, direction: "pulled")
+                            for r in report.refusals { self.metrics.refused(r.kind == .rule ? "RULE" : "CLOCK_AHEAD") }
                             if !report.refusals.isEmpty {
                                 self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
                             }

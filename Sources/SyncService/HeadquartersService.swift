@@ -18,9 +18,14 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     let revocations: RevocationWatcher
     let registry: BranchRegistry
     let logger: Logger
+    let metrics: SyncMetrics
     private let stopping = Atomic(false)
 
-    public init(archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger) {
+    public init(
+        archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger,
+        metrics: SyncMetrics = SyncMetrics()
+    ) {
+        self.metrics = metrics
         self.archive = archive
         self.limits = limits
         self.watch = watch
@@ -47,6 +52,12 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             maximumChanges: limits.batchMaximumChanges * 2)
     }
 
+    /// A refusal for the branch, counted by reason for the metrics.
+    func refusal(_ code: RPCError.Code, _ reason: Reason, _ message: String) -> RPCError {
+        metrics.refused(reason.metadataName)
+        return Wire.refusal(code, reason, message)
+    }
+
     // MARK: Identity
 
     /// The branch a call comes from, from its verified client certificate only, and the
@@ -55,20 +66,20 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         let peer = context.remotePeer
         guard let certificate = (context.transportSpecific as? HTTP2ServerTransport.Posix.Context)?.peerCertificate else {
             logger.warning("refused a call without a client certificate", metadata: ["peer": "\(peer)", "reason": "UNAUTHENTICATED"])
-            throw Wire.refusal(.unauthenticated, .unauthenticated, "a client certificate issued by this headquarters is required")
+            throw refusal(.unauthenticated, .unauthenticated, "a client certificate issued by this headquarters is required")
         }
         let identity = CertificateIdentity(certificate)
         guard let site = try? SiteID(identity.commonName), site != archive.headquarters, identity.unit == "branch" else {
             logger.warning("refused a certificate that names no branch", metadata: ["peer": "\(peer)", "reason": "UNAUTHENTICATED"])
-            throw Wire.refusal(.unauthenticated, .unauthenticated, "the client certificate does not name a branch site")
+            throw refusal(.unauthenticated, .unauthenticated, "the client certificate does not name a branch site")
         }
         if revocations.isRevoked(identity.serial) {
             logger.warning("refused a revoked certificate", metadata: ["site": "\(site)", "serial": "\(identity.serial)", "reason": "REVOKED"])
-            throw Wire.refusal(.permissionDenied, .revoked, "the certificate of \(site) (serial \(identity.serial)) is revoked at headquarters")
+            throw refusal(.permissionDenied, .revoked, "the certificate of \(site) (serial \(identity.serial)) is revoked at headquarters")
         }
         if identity.notValidAfter < Date() {
             logger.warning("refused an expired certificate", metadata: ["site": "\(site)", "reason": "UNAUTHENTICATED"])
-            throw Wire.refusal(.unauthenticated, .unauthenticated, "the certificate of \(site) expired; issue a new one with 'outpost pki issue'")
+            throw refusal(.unauthenticated, .unauthenticated, "the certificate of \(site) expired; issue a new one with 'outpost pki issue'")
         }
         return (site, identity.serial)
     }
@@ -78,7 +89,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     func checkStillValid(_ site: SiteID, serial: String) throws {
         if revocations.isRevoked(serial) {
             logger.warning("closed a stream of a revoked certificate", metadata: ["site": "\(site)", "serial": "\(serial)", "reason": "REVOKED"])
-            throw Wire.refusal(.permissionDenied, .revoked, "the certificate of \(site) (serial \(serial)) is revoked at headquarters")
+            throw refusal(.permissionDenied, .revoked, "the certificate of \(site) (serial \(serial)) is revoked at headquarters")
         }
     }
 
@@ -88,14 +99,14 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         let site = try caller(context).site
         guard request.protocolVersion == Wire.protocolVersion else {
             logger.warning("refused a protocol version", metadata: ["site": "\(site)", "version": "\(request.protocolVersion)", "reason": "VERSION"])
-            throw Wire.refusal(
+            throw refusal(
                 .failedPrecondition, .version,
                 "headquarters speaks sync protocol \(Wire.protocolVersion); \(site) speaks \(request.protocolVersion): upgrade the older side")
         }
         let schema = UInt32(Schema.version)
         guard (Self.minimumSchemaVersion...schema).contains(request.schemaVersion) else {
             logger.warning("refused a schema version", metadata: ["site": "\(site)", "schema": "\(request.schemaVersion)", "reason": "VERSION"])
-            throw Wire.refusal(
+            throw refusal(
                 .failedPrecondition, .version,
                 "headquarters serves archive schemas \(Self.minimumSchemaVersion)-\(schema); \(site) has \(request.schemaVersion): "
                     + (request.schemaVersion > schema ? "upgrade headquarters first" : "upgrade the branch"))
@@ -141,7 +152,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             throw error
         } catch {
             logger.warning("push stream failed", metadata: ["site": "\(site)", "error": "\(error)"])
-            throw Wire.refusal(.invalidArgument, .malformed, "the push stream broke: \(error)")
+            throw refusal(.invalidArgument, .malformed, "the push stream broke: \(error)")
         }
     }
 
@@ -150,7 +161,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     func receive(_ data: Data, from site: SiteID) async throws -> WirePushAck {
         func refuse(_ code: RPCError.Code, _ reason: Reason, _ message: String) -> RPCError {
             logger.warning("refused a change set", metadata: ["site": "\(site)", "reason": "\(reason.metadataName)", "detail": "\(message)"])
-            return Wire.refusal(code, reason, message)
+            return refusal(code, reason, message)
         }
         guard data.count <= limits.maximumMessageBytes else {
             throw refuse(.resourceExhausted, .tooLarge, "a change set of \(data.count) bytes is over the limit of \(limits.maximumMessageBytes)")
@@ -192,6 +203,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             throw RPCError(code: .unavailable, message: "headquarters could not store the change set now; the branch will retry")
         }
         registry.received(site, through: cursor.receivedThrough)
+        metrics.record(report, direction: "received")
         var ack = WirePushAck()
         ack.receivedThrough = cursor.receivedThrough
         ack.applied = UInt32(clamping: set.changes.count - report.refusals.count)
@@ -203,6 +215,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             return w
         }
         for r in report.refusals {
+            metrics.refused(r.kind == .rule ? "HQ_ONLY" : "CLOCK_AHEAD")
             logger.warning(
                 "refused a change", metadata: ["site": "\(site)", "record": "\(r.record)", "reason": "\(r.kind == .rule ? "HQ_ONLY" : "CLOCK_AHEAD")"])
         }
@@ -251,19 +264,19 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                         // An acknowledgement past the log's end is a confused or hostile peer.
                         guard ack.through <= watch.lastSequence else {
                             logger.warning("refused an acknowledgement past the log's end", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
-                            throw Wire.refusal(.invalidArgument, .protocol, "PullAck.through \(ack.through) is past headquarters' log end")
+                            throw refusal(.invalidArgument, .protocol, "PullAck.through \(ack.through) is past headquarters' log end")
                         }
                         acknowledged = max(acknowledged ?? 0, ack.through)
                         registry.acknowledged(site, through: ack.through)
                         if ContinuousClock.now - saved > .seconds(1) { try await save() }
                     default:
                         logger.warning("refused a pull out of order", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
-                        throw Wire.refusal(.invalidArgument, .protocol, "a pull is one PullStart followed by PullAcks")
+                        throw refusal(.invalidArgument, .protocol, "a pull is one PullStart followed by PullAcks")
                     }
                 }
                 if !started {
                     logger.warning("refused a pull without a start", metadata: ["site": "\(site)", "reason": "PROTOCOL"])
-                    throw Wire.refusal(.invalidArgument, .protocol, "a pull must begin with PullStart")
+                    throw refusal(.invalidArgument, .protocol, "a pull must begin with PullStart")
                 }
                 try await save()
                 return .reader
@@ -292,7 +305,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             logger.error(
                 "a branch's cursor is past this log's end: was headquarters restored from a backup?",
                 metadata: ["site": "\(site)", "cursor": "\(start.after)", "log_end": "\(logEnd)", "reason": "PROTOCOL"])
-            throw Wire.refusal(
+            throw refusal(
                 .failedPrecondition, .protocol,
                 "the branch holds headquarters' log up to \(start.after), but the log ends at \(logEnd): headquarters was restored from an older backup; an operator must reconcile before syncing"
             )
@@ -323,6 +336,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                 batch.lastSequence = max(last, set.through)
                 batch.caughtUp = set.through >= last
                 try await response.write(batch)
+                metrics.add(SyncMetrics.sent, [:], set.changes.count)
                 cursor = set.through
                 if !start.follow && batch.caughtUp { return }
                 continue

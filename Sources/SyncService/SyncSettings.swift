@@ -1,4 +1,5 @@
 import Foundation
+import X509
 
 /// Timing and size limits of the exchange (the `[sync]` table of the configuration).
 public struct SyncLimits: Sendable, Equatable {
@@ -63,7 +64,8 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
         self.port = port
     }
 
-    public init(parsing text: String, defaultPort: Int? = nil) throws {
+    /// - Parameter listening: port 0 (any free port) is allowed, for an address to listen on.
+    public init(parsing text: String, defaultPort: Int? = nil, listening: Bool = false) throws {
         var host = Substring(text)
         var portText: Substring?
         if host.hasPrefix("[") {
@@ -78,7 +80,9 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
         guard !host.isEmpty else { throw SyncError(.configuration, "'\(text)': the host is missing (host:port)") }
         let port: Int
         if let portText {
-            guard let p = Int(portText), (1...65535).contains(p) else { throw SyncError(.configuration, "'\(text)': the port must be 1-65535") }
+            guard let p = Int(portText), ((listening ? 0 : 1)...65535).contains(p) else {
+                throw SyncError(.configuration, "'\(text)': the port must be \(listening ? 0 : 1)-65535")
+            }
             port = p
         } else if let defaultPort {
             port = defaultPort
@@ -113,4 +117,33 @@ public struct SyncError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+}
+
+/// Checks of a site's TLS files beyond "they exist", for `config check` and `doctor`.
+public enum TLSCheck {
+    /// The certificate's end of validity, after checking that the three files parse, that the
+    /// key belongs to the certificate and that the CA signed it.
+    public static func certificateExpiry(_ files: TLSFiles) throws -> Date {
+        let (caPEM, certificatePEM, keyPEM) = try files.load()
+        func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+        let certificate: Certificate
+        let ca: Certificate
+        do { certificate = try Certificate(pemEncoded: text(certificatePEM)) } catch {
+            throw SyncError(.configuration, "\(files.certificate) is not a PEM certificate")
+        }
+        do { ca = try Certificate(pemEncoded: text(caPEM)) } catch {
+            throw SyncError(.configuration, "\(files.ca) is not a PEM certificate")
+        }
+        let key: Certificate.PrivateKey
+        do { key = try Certificate.PrivateKey(pemEncoded: text(keyPEM)) } catch {
+            throw SyncError(.configuration, "\(files.key) is not a PEM private key")
+        }
+        guard key.publicKey == certificate.publicKey else {
+            throw SyncError(.configuration, "the key \(files.key) does not belong to the certificate \(files.certificate)")
+        }
+        guard ca.publicKey.isValidSignature(certificate.signature, for: certificate) else {
+            throw SyncError(.configuration, "the certificate \(files.certificate) was not issued by the CA in \(files.ca)")
+        }
+        return certificate.notValidAfter
+    }
 }

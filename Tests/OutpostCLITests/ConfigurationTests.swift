@@ -16,10 +16,7 @@ struct ConfigurationTests {
         #expect(config.dataDirectory == "/var/lib/outpost")
         // Every key the loader knows appears in the example, commented out or not.
         let text = try String(contentsOfFile: Self.example, encoding: .utf8)
-        for key in [
-            "data_dir", "hq_address", "listen_address", "poll_interval_ms", "retry_initial_ms", "retry_max_ms", "batch_max_bytes",
-            "batch_max_changes", "max_clock_drift_ms", "ca_file", "certificate_file", "key_file", "revoked_file", "level",
-        ] {
+        for key in DaemonConfiguration.keys.map({ String($0.split(separator: ".").last!) }) {
             #expect(text.contains("\(key) = "), "deploy/outpost.toml does not document \(key)")
         }
     }

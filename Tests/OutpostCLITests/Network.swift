@@ -7,9 +7,11 @@ final class ServeProcess {
     let arguments: [String]
     let logPath: String
     let config: String
+    let environment: [String: String]
     private(set) var process: Process
 
-    init(site: Site, arguments: [String], logPath: String, config: String = "/dev/null") throws {
+    init(site: Site, arguments: [String], logPath: String, config: String = "/dev/null", environment: [String: String] = [:]) throws {
+        self.environment = environment
         self.site = site
         self.arguments = arguments
         self.logPath = logPath
@@ -29,6 +31,9 @@ final class ServeProcess {
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "OUTPOST_DATA_DIR")
         environment["OUTPOST_LOG_LEVEL"] = "info"
+        // Many daemons run at once: each takes a free port for its operations endpoint.
+        environment["OUTPOST_METRICS_LISTEN_ADDRESS"] = "127.0.0.1:0"
+        environment.merge(self.environment) { $1 }
         p.environment = environment
         p.standardInput = FileHandle.nullDevice
         p.standardOutput = log
