@@ -40,9 +40,12 @@ public struct PeerCursor: Hashable, Sendable, Codable {
 extension Archive {
     // MARK: Export
 
-    /// The highest sequence in this site's change log.
+    /// The highest sequence in this site's change log, or the start of the current epoch
+    /// when a restore began one and nothing was logged in it yet.
     public func lastSequence() throws -> UInt64 {
-        try read { db in UInt64(try Int64.fetchOne(db, sql: "SELECT coalesce(max(seq), 0) FROM changelog") ?? 0) }
+        try read { db in
+            UInt64(try Int64.fetchOne(db, sql: "SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), sequence) FROM state") ?? 0)
+        }
     }
 
     /// Reads this site's change log after a cursor into a change set.

@@ -29,6 +29,8 @@ public struct OutpostCommand: ParsableCommand {
             ServeCommand.self,
             SyncCommand.self,
             ConfigCommand.self,
+            BackupCommand.self,
+            RestoreCommand.self,
             PKICommand.self,
             CustomerCommand.self,
             ContactCommand.self,

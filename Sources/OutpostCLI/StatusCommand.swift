@@ -35,6 +35,7 @@ struct StatusCommand: ParsableCommand {
         let counts = try archive.counts()
         let last = try archive.lastSequence()
         let backlog = try archive.searchBacklog()
+        let recovering = try archive.recoveringSince()
         let cursors = try archive.cursors()
         let sync = try SyncReport(archive: archive, dataDirectory: storage.directory, cursors: cursors, lastSequence: last)
         if output.json {
@@ -47,6 +48,7 @@ struct StatusCommand: ParsableCommand {
                     "archive": .string(archive.path),
                     "last_sequence": .int(Int64(last)),
                     "search_backlog": .int(Int64(backlog)),
+                    "recovering_since": recovering.map { .int(Int64($0)) } ?? .null,
                     "counts": .object(counts.mapValues { .int(Int64($0)) }),
                     "cursors": .array(
                         cursors.map {
@@ -67,6 +69,14 @@ struct StatusCommand: ParsableCommand {
             ("last sequence", String(last)),
             ("search index", backlog == 0 ? "up to date" : "\(Output.pluralize(backlog, "customer")) waiting (indexed by 'serve', or at the next search)"),
         ])
+        if let recovering {
+            Output.fields([
+                (
+                    "restored",
+                    "\(Output.time(milliseconds: Int64(recovering))): fetching back from headquarters what this site wrote after the backup; new numbered records wait until then"
+                )
+            ])
+        }
         sync.print()
         Output.write("\nrecords:\n")
         let order = [

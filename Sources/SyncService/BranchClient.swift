@@ -245,7 +245,7 @@ public final class BranchClient: Sendable {
         guard welcome.receivedThrough <= ownEnd else {
             throw SyncError(
                 .refused,
-                "headquarters holds this branch's log up to \(welcome.receivedThrough), but the log here ends at \(ownEnd): this archive was restored from an older backup; an operator must reconcile before syncing"
+                "headquarters holds this branch's log up to \(welcome.receivedThrough), but the log here ends at \(ownEnd): this archive was restored from an older backup by copying the file; restore backups with 'outpost restore FILE', which starts a new epoch of change numbers, or ask for help before syncing"
             )
         }
         guard pulledThrough <= welcome.lastSequence else {
@@ -386,7 +386,12 @@ public final class BranchClient: Sendable {
         _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, maxBytes: Int, tracker: ProgressTracker
     ) async throws {
         let hqSite = archive.headquarters
-        let start = try await Blocking.run { [archive] in try archive.cursor(for: hqSite).receivedThrough }
+        let (start, recovering) = try await Blocking.run { [archive] in
+            (try archive.cursor(for: hqSite).receivedThrough, try archive.recoveringSince() != nil)
+        }
+        if recovering {
+            logger.notice("restored from a backup: fetching back from headquarters what this site wrote after it", metadata: ["after": "\(start)"])
+        }
         let (committed, commitSink) = AsyncStream.makeStream(of: UInt64.self)
         let codecLimits = CodecLimits(maximumEncodedBytes: limits.maximumMessageBytes * 2, maximumBodyBytes: max(limits.batchMaximumBytes * 8, 32 << 20))
         try await sync.pull(
@@ -396,6 +401,7 @@ public final class BranchClient: Sendable {
                 startMessage.after = start
                 startMessage.follow = follow
                 startMessage.maxChangeSetBytes = UInt32(maxBytes)
+                startMessage.includeOwn = recovering
                 first.start = startMessage
                 try await writer.write(first)
                 for await through in committed {
@@ -440,10 +446,22 @@ public final class BranchClient: Sendable {
                     }
                     group.addTask {
                         defer { tokenSink.finish() }
+                        var recoveryOpen = recovering
                         for try await (set, batch) in decoded {
+                            let finishing = recoveryOpen && batch.caughtUp
                             let (report, cursor, end) = try await Blocking.run {
                                 let report = try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
-                                return (report, try archive.cursor(for: hqSite).receivedThrough, try archive.lastSequence())
+                                let cursor = try archive.cursor(for: hqSite).receivedThrough
+                                // Recovery ends once the log is pulled to its end with this
+                                // site's own changes in it: nothing written here is missing.
+                                if finishing && cursor >= set.through {
+                                    try archive.finishRecovery()
+                                }
+                                return (report, cursor, try archive.lastSequence())
+                            }
+                            if recoveryOpen && batch.caughtUp && cursor >= set.through {
+                                recoveryOpen = false
+                                self.logger.notice("recovery after the restore is complete: every change of this site headquarters held is back")
                             }
                             tokenSink.yield(())
                             self.metrics.record(report, direction: "pulled")

@@ -311,6 +311,9 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             )
         }
         var cursor = start.after
+        if start.includeOwn {
+            logger.notice("a branch restored from a backup is fetching back its own changes", metadata: ["site": "\(site)", "after": "\(cursor)"])
+        }
         // The first batch always goes out, even empty: it tells the branch where it stands.
         // After that, a quiet log gets an empty batch every 15 s, which keeps the branch's
         // "last successful sync" true and finds dead connections.
@@ -323,7 +326,8 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             // claimed early while another process is writing.
             let (set, end) = try await Blocking.run { [archive, limits, cursor] in
                 (
-                    try archive.exportChanges(after: cursor, excluding: site, limit: limits.batchMaximumChanges, maxBytes: maxBytes),
+                    try archive.exportChanges(
+                        after: cursor, excluding: start.includeOwn ? nil : site, limit: limits.batchMaximumChanges, maxBytes: maxBytes),
                     try archive.lastSequence()
                 )
             }

@@ -87,7 +87,16 @@ extension Session {
 
     /// The next human number for a kind of record, e.g. `SH01-2026-000123`. Counters are local
     /// to the site and the site code is in the number, so numbers never collide.
+    ///
+    /// Refused while the archive recovers from a restore: numbers handed out after the backup
+    /// are not known here until headquarters has sent them back.
     mutating func nextNumber(_ counter: String) throws -> Int64 {
+        if try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'recovering_since'")) != nil {
+            throw ArchiveError(
+                .invalidState,
+                "this archive was restored from a backup and has not yet fetched back from headquarters what it wrote after the backup; new customers, complaints and claims get numbers once it has (start 'outpost serve' or run 'outpost sync --once'); other writes work now"
+            )
+        }
         var stmt = RawStatement(
             try db.cachedStatement(
                 sql: "INSERT INTO counters(name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"))

@@ -305,6 +305,10 @@ public nonisolated struct WirePullStart: Sendable {
   /// The largest change set the branch wants, in bytes before compression; 0 = HQ's default.
   public var maxChangeSetBytes: UInt32 = 0
 
+  /// Send the branch's own changes too. A branch restored from a backup asks for this until
+  /// it has pulled HQ's log to its end, to get back what it wrote after the backup.
+  public var includeOwn: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -696,7 +700,7 @@ nonisolated extension WirePullRequest: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension WirePullStart: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullStart"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}after\0\u{1}follow\0\u{3}max_change_set_bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}after\0\u{1}follow\0\u{3}max_change_set_bytes\0\u{3}include_own\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -707,6 +711,7 @@ nonisolated extension WirePullStart: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.after) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.follow) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.maxChangeSetBytes) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.includeOwn) }()
       default: break
       }
     }
@@ -722,6 +727,9 @@ nonisolated extension WirePullStart: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.maxChangeSetBytes != 0 {
       try visitor.visitSingularUInt32Field(value: self.maxChangeSetBytes, fieldNumber: 3)
     }
+    if self.includeOwn != false {
+      try visitor.visitSingularBoolField(value: self.includeOwn, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -729,6 +737,7 @@ nonisolated extension WirePullStart: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.after != rhs.after {return false}
     if lhs.follow != rhs.follow {return false}
     if lhs.maxChangeSetBytes != rhs.maxChangeSetBytes {return false}
+    if lhs.includeOwn != rhs.includeOwn {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
