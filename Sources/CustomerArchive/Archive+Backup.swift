@@ -197,7 +197,7 @@ extension Archive {
 }
 
 /// A failure of the disk or the file under the archive, as opposed to a refused input.
-public enum StorageFault: String, Sendable, CustomStringConvertible {
+public enum StorageFault: String, Sendable, CaseIterable, CustomStringConvertible {
     case diskFull = "disk_full"
     case corrupt
     case io
@@ -225,6 +225,17 @@ public enum StorageFault: String, Sendable, CustomStringConvertible {
         case .diskFull: "the disk is full"
         case .corrupt: "the archive file is damaged"
         case .io: "the disk reported an input/output error"
+        }
+    }
+}
+
+extension Archive {
+    /// SQLite's `quick_check` (or the slower, thorough `integrity_check`): the problems it
+    /// finds, empty when the file is sound. Problems name pages and tables, never values.
+    public func checkIntegrity(thorough: Bool = false) throws -> [String] {
+        try read { db in
+            let rows = try String.fetchAll(db, sql: thorough ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)")
+            return rows == ["ok"] ? [] : rows
         }
     }
 }

@@ -31,6 +31,7 @@ public struct OutpostCommand: ParsableCommand {
             ConfigCommand.self,
             BackupCommand.self,
             RestoreCommand.self,
+            DoctorCommand.self,
             PKICommand.self,
             CustomerCommand.self,
             ContactCommand.self,
@@ -51,6 +52,9 @@ public struct OutpostCommand: ParsableCommand {
     /// Parses the arguments and runs the command. Usage errors are ArgumentParser's (exit 64);
     /// every error while running is one `error: …` line on stderr and exit code 1.
     public static func start() async {
+        // Past a file-size limit (RLIMIT_FSIZE) a write should fail and be reported like a
+        // full disk, not kill the process.
+        signal(SIGXFSZ, SIG_IGN)
         bootstrapLogging()
         var command: any ParsableCommand
         do {
@@ -87,6 +91,13 @@ public struct OutpostCommand: ParsableCommand {
     /// The operator message of an error: never a customer field value (the archive's and the
     /// replication core's messages are written that way; causes are left out for that reason).
     static func message(of error: any Error) -> String {
+        if let fault = StorageFault(error) {
+            switch fault {
+            case .diskFull: return "the disk is full: nothing was written; free space in the data directory's file system and retry"
+            case .corrupt: return "the archive file is damaged: run 'outpost doctor', then restore a backup with 'outpost restore'"
+            case .io: return "the disk reported an input/output error: nothing was written; check the disk (dmesg)"
+            }
+        }
         let text: String
         switch error {
         case let e as ArchiveError: text = e.message

@@ -59,6 +59,9 @@ extension Daemon {
                 return HTTPEndpoint.Response(status: .serviceUnavailable, body: "the archive cannot be read: \(error)\n")
             }
         case "/readyz":
+            if let fault = health.fault {
+                return HTTPEndpoint.Response(status: .serviceUnavailable, body: "not syncing: \(fault.detail)\n")
+            }
             return view.isReady
                 ? HTTPEndpoint.Response(body: "ready\n")
                 : HTTPEndpoint.Response(status: .serviceUnavailable, body: "not ready: starting, reloading or stopping\n")
@@ -69,7 +72,15 @@ extension Daemon {
 
     /// Every metric, in the Prometheus text exposition format.
     func renderMetrics() async throws -> String {
-        let snapshot = try await Blocking.run { [archive, dataDirectory] in try MetricsSnapshot.read(archive: archive, dataDirectory: dataDirectory) }
+        // A damaged or unreadable archive still gets its metrics: the fault is what matters then.
+        let snapshot: MetricsSnapshot
+        do {
+            snapshot = try await Blocking.run { [archive, dataDirectory] in try MetricsSnapshot.read(archive: archive, dataDirectory: dataDirectory) }
+        } catch {
+            health.record(error)
+            snapshot = MetricsSnapshot(
+                lastSequence: 0, cursors: [], pendingOwn: 0, conflicts: 0, quarantined: 0, databaseBytes: MetricsSnapshot.fileBytes(archive.path))
+        }
         var out = MetricsText()
         let role = archive.role.rawValue
         out.gauge("outpost_info", "The site this daemon serves (value always 1).", [(["site": archive.site.code, "role": role], 1)])
@@ -78,6 +89,10 @@ extension Daemon {
         out.gauge("outpost_database_bytes", "Size of the archive file with its write-ahead log.", [([:], Double(snapshot.databaseBytes))])
         out.gauge("outpost_conflicts_unreviewed", "Conflict journal entries not restored.", [([:], Double(snapshot.conflicts))])
         out.gauge("outpost_quarantined_changes", "Changes held in quarantine (clock too far ahead).", [([:], Double(snapshot.quarantined))])
+        let fault = health.fault
+        out.gauge(
+            "outpost_storage_fault", "1 while syncing is stopped by the disk or the archive file, by reason (doctor says what to do).",
+            StorageFault.allCases.map { (["reason": $0.rawValue], fault?.reason == $0.rawValue ? 1 : 0) })
         let now = Date().timeIntervalSince1970
         switch archive.role {
         case .branch:
@@ -140,14 +155,16 @@ struct MetricsSnapshot {
             archive.role == .branch
             ? try archive.countOwnChanges(after: cursors.first { $0.peer == archive.headquarters.code }?.sentThrough ?? 0) : 0
         let review = try archive.reviewCounts()
-        var bytes: Int64 = 0
-        for suffix in ["", "-wal"] {
-            let attributes = try? FileManager.default.attributesOfItem(atPath: archive.path + suffix)
-            bytes += (attributes?[.size] as? NSNumber)?.int64Value ?? 0
-        }
         return MetricsSnapshot(
             lastSequence: try archive.lastSequence(), cursors: cursors, pendingOwn: pending, conflicts: review.conflicts,
-            quarantined: review.quarantined, databaseBytes: bytes)
+            quarantined: review.quarantined, databaseBytes: fileBytes(archive.path))
+    }
+
+    /// The archive file and its write-ahead log.
+    static func fileBytes(_ path: String) -> Int64 {
+        ["", "-wal"].reduce(Int64(0)) { sum, suffix in
+            sum + (((try? FileManager.default.attributesOfItem(atPath: path + suffix))?[.size] as? NSNumber)?.int64Value ?? 0)
+        }
     }
 }
 

@@ -26,6 +26,7 @@ public struct Daemon: Sendable {
     public let dataDirectory: String
     public let logger: Logger
     public let metrics = SyncMetrics()
+    public let health = StorageHealth()
     let notifier: SystemdNotifier
     let view = DaemonView()
 
@@ -48,6 +49,7 @@ public struct Daemon: Sendable {
     public func run(
         reload: (@Sendable () throws -> DaemonConfiguration)? = nil, onReady: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws {
+        await checkArchiveAtStart()
         let watch = try LogWatch(archive: archive, pollInterval: .milliseconds(configuration.limits.pollIntervalMilliseconds))
         let control = ControlBox()
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
@@ -70,6 +72,7 @@ public struct Daemon: Sendable {
             top.addTask { [self] in await self.superviseForManager() }
             top.addTask { [archive, logger] in await Self.indexSearch(archive: archive, logger: logger) }
             top.addTask { await watch.run() }
+            top.addTask { [self] in await self.watchDisk() }
 
             var current = configuration
             while true {
@@ -109,6 +112,39 @@ public struct Daemon: Sendable {
         let state = Mutex(Control())
     }
 
+    /// `quick_check` before anything is sent: a damaged file must not reach other sites.
+    private func checkArchiveAtStart() async {
+        notifier.status("checking the archive (quick_check)")
+        do {
+            let problems = try await Blocking.run { [archive] in try archive.checkIntegrity() }
+            guard !problems.isEmpty else { return }
+            health.set(.corrupt, detail: StorageHealth.advice(.corrupt))
+            logger.critical(
+                "the archive failed its integrity check: syncing is stopped; run 'outpost doctor', then 'outpost restore' a backup",
+                metadata: ["problems": "\(problems.count)", "first": "\(problems[0].prefix(160))"])
+        } catch {
+            if health.record(error) == nil {
+                logger.error("the archive's integrity check could not run", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Every 5 s: pauses syncing when the disk is nearly full (before writes fail) and
+    /// resumes it once there is room again.
+    private func watchDisk() async {
+        while !Task.isCancelled {
+            if health.fault == nil, StorageHealth.isNearlyFull(directory: dataDirectory) {
+                health.set(.diskFull, detail: StorageHealth.advice(.diskFull))
+                logger.error(
+                    "stopped syncing: the data directory's disk is nearly full",
+                    metadata: ["free_bytes": "\(StorageHealth.freeBytes(directory: dataDirectory) ?? 0)"])
+            } else if health.clearIfRecovered(directory: dataDirectory) {
+                logger.notice("the disk has room again: syncing resumes")
+            }
+            try? await Task.sleep(for: .seconds(5))
+        }
+    }
+
     /// SIGHUP: load the configuration and check its certificates; only a good one replaces
     /// the running services (gracefully: the batch in flight finishes, branches reconnect).
     private func reload(_ load: (@Sendable () throws -> DaemonConfiguration)?, control: ControlBox) async {
@@ -145,7 +181,7 @@ public struct Daemon: Sendable {
                     lastPing = .now
                 }
             }
-            let status = view.statusLine(site: archive.site)
+            let status = health.fault.map { "\(archive.site): NOT SYNCING: \($0.detail)" } ?? view.statusLine(site: archive.site)
             if status != lastStatus, view.isReady {
                 notifier.status(status)
                 lastStatus = status
@@ -202,7 +238,8 @@ public struct Daemon: Sendable {
         let state = StateFile(directory: dataDirectory, initial: SyncState(role: "hq", site: archive.site.code))
         let registry = BranchRegistry(onChange: { state.markDirty() })
         let service = HeadquartersService(
-            archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger, metrics: metrics)
+            archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger, metrics: metrics,
+            health: health)
         view.set(registry: registry)
         let server = try service.makeServer(address: listen, tls: files)
         let logger = self.logger
@@ -220,7 +257,12 @@ public struct Daemon: Sendable {
                 let stateWriter = Task {
                     var ticks = 0
                     while !Task.isCancelled {
-                        if state.takeDirty() || ticks % 20 == 0 { state.update { $0.branches = registry.snapshot } }
+                        if state.takeDirty() || ticks % 20 == 0 {
+                            state.update {
+                                $0.branches = registry.snapshot
+                                $0.storageFault = health.fault
+                            }
+                        }
                         ticks += 1
                         try? await Task.sleep(for: .milliseconds(250))
                     }
@@ -265,7 +307,7 @@ public struct Daemon: Sendable {
         _ = try files.load()
         let client = BranchClient(
             archive: archive, hq: hq, tls: files, limits: configuration.limits, watch: watch, logger: logger, dataDirectory: dataDirectory,
-            metrics: metrics)
+            metrics: metrics, health: health)
         view.set(branch: client)
         let logger = self.logger
         let site = archive.site

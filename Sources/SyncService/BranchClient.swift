@@ -25,6 +25,8 @@ public struct SyncState: Sendable, Codable, Equatable {
     public var updatedMilliseconds: UInt64 = 0
     /// At headquarters: every branch seen since the daemon started.
     public var branches: [BranchRegistry.Entry]?
+    /// Why the daemon stopped syncing because of its disk or archive file, if it did.
+    public var storageFault: StorageHealth.Fault?
 
     public init(role: String, site: String, hqAddress: String? = nil) {
         self.role = role
@@ -113,13 +115,15 @@ public final class BranchClient: Sendable {
     let watch: LogWatch
     let state: StateFile
     let metrics: SyncMetrics
+    let health: StorageHealth
     public static let software = "outpost"
 
     public init(
         archive: Archive, hq: HostPort, tls: TLSFiles, limits: SyncLimits, watch: LogWatch, logger: Logger, dataDirectory: String?,
-        metrics: SyncMetrics = SyncMetrics()
+        metrics: SyncMetrics = SyncMetrics(), health: StorageHealth = StorageHealth()
     ) {
         self.metrics = metrics
+        self.health = health
         self.archive = archive
         self.hq = hq
         self.tls = tls
@@ -149,6 +153,17 @@ public final class BranchClient: Sendable {
         var failures = 0
         updateState { _ in }
         while !Task.isCancelled {
+            // Nothing is sent from a damaged file or taken in that cannot be stored: wait
+            // until the daemon finds room again (a damaged file waits for a restore).
+            if let fault = health.fault {
+                updateState {
+                    $0.connected = false
+                    $0.storageFault = fault
+                }
+                try? await Task.sleep(for: .seconds(2))
+                continue
+            }
+            updateState { if $0.storageFault != nil { $0.storageFault = nil } }
             let started = ContinuousClock.now
             do {
                 _ = try await exchange(follow: true, progress: nil)
@@ -157,6 +172,16 @@ public final class BranchClient: Sendable {
                 break
             } catch {
                 if Task.isCancelled { break }
+                if let fault = health.record(error) {
+                    logger.error("stopped syncing: \(fault.detail)", metadata: ["reason": "\(fault.reason)"])
+                    updateState {
+                        $0.connected = false
+                        $0.storageFault = fault
+                        $0.lastError = fault.detail
+                        $0.lastErrorMilliseconds = nowMilliseconds()
+                    }
+                    continue
+                }
                 let message = Self.describe(error)
                 // A session that ran a while counts as a success: start the backoff afresh.
                 if ContinuousClock.now - started > .seconds(30) { failures = 0 }
@@ -190,6 +215,15 @@ public final class BranchClient: Sendable {
     @discardableResult
     /// - Parameter pull: pull as well as push (off only for measuring HQ's intake).
     public func exchange(follow: Bool, pull: Bool = true, progress: (@Sendable (SyncProgress) -> Void)?) async throws -> SyncProgress {
+        let transport = try makeTransport()
+        return try await withGRPCClient(transport: transport) { client in
+            try await session(WireSync.Client(wrapping: client), follow: follow, pull: pull, progress: progress)
+        }
+    }
+
+    /// A mutual-TLS HTTP/2 transport to headquarters, with this site's certificate read now
+    /// (a renewed certificate is used from the next connection on).
+    private func makeTransport() throws -> HTTP2ClientTransport.Posix {
         let files = try tls.load()
         let target: any ResolvableTarget =
             hq.isIPAddress ? (hq.isIPv6 ? .ipv6(address: hq.host, port: hq.port) : .ipv4(address: hq.host, port: hq.port)) : .dns(host: hq.host, port: hq.port)
@@ -201,8 +235,37 @@ public final class BranchClient: Sendable {
                 config.trustRoots = .certificates([.bytes(files.ca, format: .pem)])
             },
             config: .defaults)
+        return transport
+    }
+
+    /// What one handshake with headquarters tells (`outpost doctor`).
+    public struct Probe: Sendable {
+        /// Headquarters' clock minus this machine's, estimated at the middle of the round trip.
+        public var clockOffsetMilliseconds: Int64
+        public var roundTripMilliseconds: UInt64
+        public var hqLastSequence: UInt64
+        /// How much of this site's log headquarters holds.
+        public var hqReceivedThrough: UInt64
+    }
+
+    /// Connects, says hello and disconnects: reachability, TLS and the clock offset.
+    public func probe() async throws -> Probe {
+        let transport = try makeTransport()
         return try await withGRPCClient(transport: transport) { client in
-            try await session(WireSync.Client(wrapping: client), follow: follow, pull: pull, progress: progress)
+            var hello = WireHelloRequest()
+            hello.protocolVersion = Wire.protocolVersion
+            hello.schemaVersion = UInt32(Schema.version)
+            hello.clockMs = nowMilliseconds()
+            hello.software = Self.software
+            var options = CallOptions.defaults
+            options.timeout = .seconds(10)
+            options.waitForReady = false
+            let welcome = try await WireSync.Client(wrapping: client).hello(hello, options: options)
+            let receivedAt = nowMilliseconds()
+            return Probe(
+                clockOffsetMilliseconds: Int64(bitPattern: welcome.clockMs &- (hello.clockMs / 2 + receivedAt / 2)),
+                roundTripMilliseconds: receivedAt >= hello.clockMs ? receivedAt - hello.clockMs : 0, hqLastSequence: welcome.lastSequence,
+                hqReceivedThrough: welcome.receivedThrough)
         }
     }
 
@@ -421,70 +484,77 @@ public final class BranchClient: Sendable {
                 tokenSink.yield(())
                 tokenSink.yield(())
                 let (decoded, decodedSink) = AsyncThrowingStream.makeStream(of: (ChangeSet, WirePullBatch).self)
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        var permits = tokens.makeAsyncIterator()
-                        do {
-                            for try await batch in response.messages {
-                                guard await permits.next() != nil else { break }
-                                let set: ChangeSet
-                                do {
-                                    set = try ChangeSetCodec.decode([UInt8](batch.changeSet), limits: codecLimits)
-                                } catch {
-                                    throw SyncError(.protocolViolation, "headquarters sent a change set that does not decode: \(error)")
-                                }
-                                guard set.producer == hqSite else {
-                                    throw SyncError(.protocolViolation, "headquarters sent a change set produced by \(set.producer)")
-                                }
-                                decodedSink.yield((set, batch))
-                                if !follow && batch.caughtUp { break }
+                // The receiver runs on its own: when applying fails (a full disk), the call must
+                // end at once, and a read of the response stream waiting for headquarters'
+                // next batch does not answer cancellation; ending the call (throwing here) does.
+                let receiver = Task {
+                    var permits = tokens.makeAsyncIterator()
+                    do {
+                        for try await batch in response.messages {
+                            guard await permits.next() != nil else { break }
+                            let set: ChangeSet
+                            do {
+                                set = try ChangeSetCodec.decode([UInt8](batch.changeSet), limits: codecLimits)
+                            } catch {
+                                throw SyncError(.protocolViolation, "headquarters sent a change set that does not decode: \(error)")
                             }
-                            decodedSink.finish()
-                        } catch {
-                            decodedSink.finish(throwing: error)
-                        }
-                    }
-                    group.addTask {
-                        defer { tokenSink.finish() }
-                        var recoveryOpen = recovering
-                        for try await (set, batch) in decoded {
-                            let finishing = recoveryOpen && batch.caughtUp
-                            let (report, cursor, end) = try await Blocking.run {
-                                let report = try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
-                                let cursor = try archive.cursor(for: hqSite).receivedThrough
-                                // Recovery ends once the log is pulled to its end with this
-                                // site's own changes in it: nothing written here is missing.
-                                if finishing && cursor >= set.through {
-                                    try archive.finishRecovery()
-                                }
-                                return (report, cursor, try archive.lastSequence())
+                            guard set.producer == hqSite else {
+                                throw SyncError(.protocolViolation, "headquarters sent a change set produced by \(set.producer)")
                             }
-                            if recoveryOpen && batch.caughtUp && cursor >= set.through {
-                                recoveryOpen = false
-                                self.logger.notice("recovery after the restore is complete: every change of this site headquarters held is back")
-                            }
-                            tokenSink.yield(())
-                            self.metrics.record(report, direction: "pulled")
-                            for r in report.refusals { self.metrics.refused(r.kind == .rule ? "RULE" : "CLOCK_AHEAD") }
-                            if !report.refusals.isEmpty {
-                                self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
-                            }
-                            // Acknowledge what is committed: the cursor, which moved only if the
-                            // set continued from it.
-                            commitSink.yield(cursor)
-                            watch.advance(to: end)
-                            tracker.batchArrived()
-                            tracker.update {
-                                $0.pulledChanges += set.changes.count
-                                $0.behind = batch.lastSequence > set.through ? batch.lastSequence - set.through : 0
-                                $0.pullCaughtUp = batch.caughtUp
-                            }
-                            self.updateState { $0.hqLastSequence = batch.lastSequence }
-                            if batch.caughtUp { self.noteCaughtUp(tracker) }
+                            decodedSink.yield((set, batch))
                             if !follow && batch.caughtUp { break }
                         }
+                        decodedSink.finish()
+                    } catch {
+                        decodedSink.finish(throwing: error)
                     }
-                    try await group.waitForAll()
+                }
+                defer {
+                    receiver.cancel()
+                    tokenSink.finish()
+                }
+                var recoveryOpen = recovering
+                for try await (set, batch) in decoded {
+                    let finishing = recoveryOpen && batch.caughtUp
+                    let (report, cursor, end): (ApplyReport, UInt64, UInt64)
+                    do {
+                        (report, cursor, end) = try await Blocking.run {
+                            let report = try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+                            let cursor = try archive.cursor(for: hqSite).receivedThrough
+                            // Recovery ends once the log is pulled to its end with this
+                            // site's own changes in it: nothing written here is missing.
+                            if finishing && cursor >= set.through {
+                                try archive.finishRecovery()
+                            }
+                            return (report, cursor, try archive.lastSequence())
+                        }
+                    } catch {
+                        self.logger.debug("applying a batch from headquarters failed", metadata: ["error": "\(error)"])
+                        throw error
+                    }
+                    if recoveryOpen && batch.caughtUp && cursor >= set.through {
+                        recoveryOpen = false
+                        self.logger.notice("recovery after the restore is complete: every change of this site headquarters held is back")
+                    }
+                    tokenSink.yield(())
+                    self.metrics.record(report, direction: "pulled")
+                    for r in report.refusals { self.metrics.refused(r.kind == .rule ? "RULE" : "CLOCK_AHEAD") }
+                    if !report.refusals.isEmpty {
+                        self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
+                    }
+                    // Acknowledge what is committed: the cursor, which moved only if the
+                    // set continued from it.
+                    commitSink.yield(cursor)
+                    watch.advance(to: end)
+                    tracker.batchArrived()
+                    tracker.update {
+                        $0.pulledChanges += set.changes.count
+                        $0.behind = batch.lastSequence > set.through ? batch.lastSequence - set.through : 0
+                        $0.pullCaughtUp = batch.caughtUp
+                    }
+                    self.updateState { $0.hqLastSequence = batch.lastSequence }
+                    if batch.caughtUp { self.noteCaughtUp(tracker) }
+                    if !follow && batch.caughtUp { break }
                 }
             })
     }

@@ -19,13 +19,15 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     let registry: BranchRegistry
     let logger: Logger
     let metrics: SyncMetrics
+    let health: StorageHealth
     private let stopping = Atomic(false)
 
     public init(
         archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger,
-        metrics: SyncMetrics = SyncMetrics()
+        metrics: SyncMetrics = SyncMetrics(), health: StorageHealth = StorageHealth()
     ) {
         self.metrics = metrics
+        self.health = health
         self.archive = archive
         self.limits = limits
         self.watch = watch
@@ -97,6 +99,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
 
     public func hello(request: WireHelloRequest, context: ServerContext) async throws -> WireHelloResponse {
         let site = try caller(context).site
+        try checkNotStopping()
         guard request.protocolVersion == Wire.protocolVersion else {
             logger.warning("refused a protocol version", metadata: ["site": "\(site)", "version": "\(request.protocolVersion)", "reason": "VERSION"])
             throw refusal(
@@ -199,6 +202,10 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             throw refuse(.invalidArgument, .malformed, error.message)
         } catch {
             // HQ's own trouble (disk full, a busy or damaged file): not the branch's fault.
+            if let fault = health.record(error) {
+                logger.error("cannot store change sets: \(fault.detail)", metadata: ["site": "\(site)", "reason": "\(fault.reason)"])
+                throw RPCError(code: .unavailable, message: "headquarters cannot store change sets now (\(fault.reason)); the branch will retry")
+            }
             logger.error("storing a change set failed", metadata: ["site": "\(site)", "error": "\(error)"])
             throw RPCError(code: .unavailable, message: "headquarters could not store the change set now; the branch will retry")
         }
@@ -324,12 +331,22 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             try checkNotStopping()
             // The log's end is read after the export (never before), so "caught up" is never
             // claimed early while another process is writing.
-            let (set, end) = try await Blocking.run { [archive, limits, cursor] in
-                (
-                    try archive.exportChanges(
-                        after: cursor, excluding: start.includeOwn ? nil : site, limit: limits.batchMaximumChanges, maxBytes: maxBytes),
-                    try archive.lastSequence()
-                )
+            let set: ChangeSet
+            let end: UInt64
+            do {
+                (set, end) = try await Blocking.run { [archive, limits, cursor] in
+                    (
+                        try archive.exportChanges(
+                            after: cursor, excluding: start.includeOwn ? nil : site, limit: limits.batchMaximumChanges, maxBytes: maxBytes),
+                        try archive.lastSequence()
+                    )
+                }
+            } catch {
+                if let fault = health.record(error) {
+                    logger.error("cannot read the change log: \(fault.detail)", metadata: ["reason": "\(fault.reason)"])
+                    throw RPCError(code: .unavailable, message: "headquarters cannot read its change log now (\(fault.reason)); the branch will retry")
+                }
+                throw error
             }
             watch.advance(to: end)
             let last = max(end, watch.lastSequence)
@@ -370,6 +387,10 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     func checkNotStopping() throws {
         if stopping.load(ordering: .acquiring) {
             throw RPCError(code: .unavailable, message: "headquarters is shutting down; reconnect later")
+        }
+        // A damaged archive sends nothing and takes nothing in until it is restored.
+        if let fault = health.fault, fault.isPermanent {
+            throw RPCError(code: .unavailable, message: "headquarters' archive is damaged and is being restored; the branch will retry")
         }
     }
 }

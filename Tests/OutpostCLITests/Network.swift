@@ -8,10 +8,32 @@ final class ServeProcess {
     let logPath: String
     let config: String
     let environment: [String: String]
+    /// A command the daemon runs under (`prlimit --fsize=N --`), or empty.
+    let wrapper: [String]
+    /// The whole command line after the executable, when given as it is (a unit's ExecStart).
+    let command: [String]?
     private(set) var process: Process
 
-    init(site: Site, arguments: [String], logPath: String, config: String = "/dev/null", environment: [String: String] = [:]) throws {
+    /// Runs `outpost COMMAND…` exactly as given (no data directory or configuration added).
+    init(command: [String], logPath: String, environment: [String: String]) throws {
+        self.command = command
         self.environment = environment
+        wrapper = []
+        site = Site(dataDir: environment["OUTPOST_DATA_DIR"] ?? "")
+        arguments = []
+        self.logPath = logPath
+        config = environment["OUTPOST_CONFIG"] ?? ""
+        process = Process()
+        try start()
+    }
+
+    init(
+        site: Site, arguments: [String], logPath: String, config: String = "/dev/null", environment: [String: String] = [:],
+        wrapper: [String] = []
+    ) throws {
+        self.environment = environment
+        self.wrapper = wrapper
+        command = nil
         self.site = site
         self.arguments = arguments
         self.logPath = logPath
@@ -26,8 +48,14 @@ final class ServeProcess {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         let p = Process()
-        p.executableURL = executable
-        p.arguments = ["serve", "--data-dir", site.dataDir, "--config", config] + arguments
+        let command = self.command ?? ["serve", "--data-dir", site.dataDir, "--config", config] + arguments
+        if let program = wrapper.first {
+            p.executableURL = URL(fileURLWithPath: program)
+            p.arguments = Array(wrapper.dropFirst()) + [executable.path] + command
+        } else {
+            p.executableURL = executable
+            p.arguments = command
+        }
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "OUTPOST_DATA_DIR")
         environment["OUTPOST_LOG_LEVEL"] = "info"

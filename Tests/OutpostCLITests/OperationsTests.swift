@@ -95,8 +95,8 @@ struct OperationsTests {
     }
 
     /// Scrapes until `condition` holds (10 s at most); returns the last scrape.
-    static func waitMetrics(port: Int, _ condition: ([String: Double]) -> Bool) throws -> [String: Double] {
-        let deadline = ContinuousClock.now + .seconds(10)
+    static func waitMetrics(port: Int, timeout: Duration = .seconds(10), _ condition: ([String: Double]) -> Bool) throws -> [String: Double] {
+        let deadline = ContinuousClock.now + timeout
         var values: [String: Double] = [:]
         while ContinuousClock.now < deadline {
             let response = try HTTP.get(port: port, path: "/metrics")
