@@ -239,3 +239,13 @@ extension Archive {
         }
     }
 }
+
+extension Archive {
+    /// Every non-null text of one column of a table (the simulation checks human numbers).
+    package func texts(of column: String, in table: String) throws -> [String] {
+        guard let schema = Schema.tables.first(where: { $0.name == table }), schema.columns.contains(where: { $0.name == column }) else {
+            throw ArchiveError(.invalidInput, "no column \(table).\(column)")
+        }
+        return try read { db in try String.fetchAll(db, sql: "SELECT \(column) FROM \(table) WHERE \(column) IS NOT NULL") }
+    }
+}

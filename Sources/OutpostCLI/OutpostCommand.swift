@@ -2,6 +2,7 @@ import ArgumentParser
 import CustomerArchive
 import Foundation
 import Logging
+import OutpostDaemon
 import Replication
 
 /// The `outpost` command: a site's customer archive and its offline replication.
@@ -55,6 +56,9 @@ public struct OutpostCommand: ParsableCommand {
         // Past a file-size limit (RLIMIT_FSIZE) a write should fail and be reported like a
         // full disk, not kill the process.
         signal(SIGXFSZ, SIG_IGN)
+        // Everything this program creates (archives, backups, exports, certificates) holds
+        // customer data or keys: readable by its owner only.
+        umask(0o077)
         bootstrapLogging()
         var command: any ParsableCommand
         do {
@@ -76,6 +80,11 @@ public struct OutpostCommand: ParsableCommand {
     /// Prints one line for an error raised while running and exits.
     static func fail(_ error: any Error) -> Never {
         switch error {
+        case is ConfigurationError:
+            // EX_CONFIG: the units do not restart on it (RestartPreventExitStatus=78), since
+            // restarting cannot fix a configuration.
+            Output.error("error: " + message(of: error))
+            exit(withError: ExitCode(78))
         case is ArchiveError, is ReplicationError, is CLIError:
             Output.error("error: " + message(of: error))
             exit(withError: ExitCode.failure)

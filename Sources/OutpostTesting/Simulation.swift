@@ -1,4 +1,5 @@
 import CustomerArchive
+import Foundation
 import Replication
 
 /// A deterministic multi-replica simulation: one HQ and several branches, each a real
@@ -26,6 +27,7 @@ public struct Simulation {
         public var erasures = 0
         public var writes = 0
         public var merges = 0
+        public var restores = 0
         public init() {}
     }
 
@@ -41,9 +43,12 @@ public struct Simulation {
 
     final class Replica {
         let site: SiteID
-        let archive: Archive
+        /// Replaced when the site is restored from a backup.
+        var archive: Archive
         let environment: ManualEnvironment
         var seenSequence: UInt64 = 0
+        /// The last backup taken here (a file), if any.
+        var backup: String?
         init(site: SiteID, archive: Archive, environment: ManualEnvironment) {
             self.site = site
             self.archive = archive
@@ -90,10 +95,13 @@ public struct Simulation {
         var writes: [Write] = []
         var paymentsTotal: Int64 = 0
 
+        // Own changes already counted: a restored site gets its own changes back from HQ and
+        // logs them again; they are not new writes.
+        var counted = Set<String>()
         func collect(_ r: Replica) throws {
             let set = try r.archive.exportChanges(after: r.seenSequence)
             r.seenSequence = set.through
-            for c in set.changes where c.origin == r.site {
+            for c in set.changes where c.origin == r.site && counted.insert("\(c.table)/\(c.key)/\(c.stamp)/\(c.body.kind)").inserted {
                 if case .fields(let fs) = c.body {
                     for f in fs { writes.append(Write(table: c.table, key: c.key, column: f.column, value: f.value, stamp: c.stamp, base: f.base)) }
                 }
@@ -109,15 +117,17 @@ public struct Simulation {
         let names = ["上海物流有限公司", "北京快运", "广州货代", "Chen Wei", "李娜", "成都仓储"]
         let regions = ["上海", "北京", "广州", "成都", "深圳"]
 
-        /// Sends `from`'s log to `to` the way a link with faults would.
+        /// Sends `from`'s log to `to` the way a link with faults would. A branch recovering from
+        /// a restore gets its own changes from HQ too, as `PullStart.include_own` asks.
         func exchange(from: Replica, to: Replica, faults: Bool) throws {
             summary.exchanges += 1
             let cursor = try to.archive.cursor(for: from.site).receivedThrough
+            let includeOwn = try from === hq && to.archive.recoveringSince() != nil
             var after = cursor
             var batches: [ChangeSet] = []
             while true {
                 let limit = faults ? Int(1 + rng.next() % 8) : 50
-                let set = try from.archive.exportChanges(after: after, excluding: to.site, limit: limit)
+                let set = try from.archive.exportChanges(after: after, excluding: includeOwn ? nil : to.site, limit: limit)
                 if set.through == after { break }
                 // Through the wire format: encode, decode.
                 batches.append(try ChangeSetCodec.decode(try ChangeSetCodec.encode(set)))
@@ -136,6 +146,31 @@ public struct Simulation {
                     throw Failure(seed: seed, problem: "an honest change was refused or quarantined at \(to.site): \(report)")
                 }
             }
+            // Recovery ends once HQ's log is held to its end, own changes included.
+            if includeOwn, try to.archive.cursor(for: hq.site).receivedThrough >= hq.archive.lastSequence() {
+                try to.archive.finishRecovery()
+            }
+        }
+
+        let files = try TemporaryDirectory(prefix: "outpost-sim")
+        var backups = 0
+        /// A backup of a branch, taken as `outpost backup` takes it.
+        func backUp(_ r: Replica) throws {
+            backups += 1
+            let path = files.file("\(r.site)-\(backups).sqlite")
+            _ = try r.archive.backup(to: path)
+            r.backup = path
+        }
+        /// The branch's disk dies after everything it wrote reached HQ; it comes back from its
+        /// last backup, as `outpost restore` brings it back: a new epoch, then recovery.
+        func restore(_ r: Replica, from backup: String) throws {
+            try exchange(from: r, to: hq, faults: false)
+            backups += 1
+            let path = files.file("\(r.site)-restored-\(backups).sqlite")
+            try FileManager.default.copyItem(atPath: backup, toPath: path)
+            r.archive = try Archive.open(at: path, environment: r.environment.environment)
+            _ = try r.archive.beginEpochAfterRestore()
+            summary.restores += 1
         }
 
         for _ in 0..<steps {
@@ -241,6 +276,10 @@ public struct Simulation {
                     // A return visit after a resolved complaint.
                     guard let k = pick(complaints) else { break }
                     try r.archive.returnVisit(complaint: k.description, satisfaction: Int(1 + rng.next() % 5))
+                case 85..<87:
+                    // A branch's nightly backup, or (later) its restore from the last one.
+                    let b = pick(Array(replicas.dropFirst()))!
+                    if let backup = b.backup, chance(40) { try restore(b, from: backup) } else { try backUp(b) }
                 default:
                     let b = pick(Array(replicas.dropFirst()))!
                     if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
@@ -354,7 +393,14 @@ public struct Simulation {
                 }
             }
         }
-        // 5. Money: every site's payments add up to every payment made anywhere.
+        // 5. Human numbers are never handed out twice (a restored site must not reuse them).
+        for table in [Schema.customers, Schema.complaints, Schema.claims] {
+            let numbers = try hq.texts(of: "number", in: table.name)
+            if numbers.count != Set(numbers).count {
+                throw Failure(seed: seed, problem: "a number in \(table.name) was handed out twice")
+            }
+        }
+        // 6. Money: every site's payments add up to every payment made anywhere.
         for r in replicas {
             let paid = try r.archive.claims(limit: 100_000).reduce(Int64(0)) { $0 + $1.paidFen }
             if paid != paymentsTotal {

@@ -36,13 +36,14 @@ struct SimulationTests {
                 totals.erasures += s.erasures
                 totals.writes += s.writes
                 totals.merges += s.merges
+                totals.restores += s.restores
             } catch {
                 failures.append(error.description)
                 if failures.count >= 3 { break }
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups"
         )
         for f in failures {
             print(f)
