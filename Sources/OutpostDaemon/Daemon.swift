@@ -49,7 +49,6 @@ public struct Daemon: Sendable {
     public func run(
         reload: (@Sendable () throws -> DaemonConfiguration)? = nil, onReady: @escaping @Sendable (String) -> Void = { _ in }
     ) async throws {
-        await checkArchiveAtStart()
         let watch = try LogWatch(archive: archive, pollInterval: .milliseconds(configuration.limits.pollIntervalMilliseconds))
         let control = ControlBox()
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
@@ -70,7 +69,9 @@ public struct Daemon: Sendable {
                 }
             }
             top.addTask { [self] in await self.superviseForManager() }
-            top.addTask { [archive, logger] in await Self.indexSearch(archive: archive, logger: logger) }
+            // After the watchdog pinger is up: on a large archive the check takes a while.
+            await checkArchiveAtStart()
+            top.addTask { [archive, logger, health] in await Self.indexSearch(archive: archive, logger: logger, health: health) }
             top.addTask { await watch.run() }
             top.addTask { [self] in await self.watchDisk() }
 
@@ -159,6 +160,7 @@ public struct Daemon: Sendable {
             return
         }
         logger.notice("reloading configuration and certificates")
+        view.set(ready: false)
         let group = control.state.withLock { c -> ServiceGroup? in
             c.next = next
             return c.group
@@ -212,13 +214,20 @@ public struct Daemon: Sendable {
 
     /// Keeps the customer search index caught up behind the writes (synced batches, the CLI),
     /// twice a second, so searches seldom find work left for them.
-    static func indexSearch(archive: Archive, logger: Logger) async {
+    static func indexSearch(archive: Archive, logger: Logger, health: StorageHealth) async {
         while !Task.isCancelled {
-            do {
-                let indexed = try await Blocking.run { try archive.catchUpSearchIndex() }
-                if indexed > 0 { logger.debug("indexed customers for search", metadata: ["customers": "\(indexed)"]) }
-            } catch {
-                logger.warning("search indexing failed; searches will index what is pending", metadata: ["error": "\(error)"])
+            // Nothing is written while the disk is full or the file damaged.
+            if health.fault == nil {
+                do {
+                    let indexed = try await Blocking.run { try archive.catchUpSearchIndex() }
+                    if indexed > 0 { logger.debug("indexed customers for search", metadata: ["customers": "\(indexed)"]) }
+                } catch {
+                    if let fault = health.record(error) {
+                        logger.error("stopped syncing: \(fault.detail)", metadata: ["reason": "\(fault.reason)"])
+                    } else {
+                        logger.warning("search indexing failed; searches will index what is pending", metadata: ["error": "\(error)"])
+                    }
+                }
             }
             try? await Task.sleep(for: .milliseconds(500))
         }
