@@ -17,9 +17,11 @@ extension HeadquartersService {
                 $0.trustRoots = .certificates([.bytes(pem.ca, format: .pem)])
                 $0.clientCertificateVerification = .noHostnameVerification
             },
-            config: .defaults { [limits, logger] config in
+            config: .defaults { [limits, logger, metrics] config in
                 config.rpc.maxRequestPayloadSize = limits.maximumMessageBytes * 2
-                config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in TLSGuard.install(on: channel, logger: logger) }
+                config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+                    TLSGuard.install(on: channel, logger: logger, metrics: metrics)
+                }
             })
         return GRPCServer(transport: transport, services: [self])
     }

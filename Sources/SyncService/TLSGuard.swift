@@ -12,24 +12,27 @@ final class TLSGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
 
     private let logger: Logger
+    private let metrics: SyncMetrics?
     private weak var tls: NIOSSLServerHandler?
     private var reported = false
 
-    init(tls: NIOSSLServerHandler, logger: Logger) {
+    init(tls: NIOSSLServerHandler, logger: Logger, metrics: SyncMetrics?) {
         self.tls = tls
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// Installs the guard on an accepted connection (for `onAcceptTCPConnection`).
-    static func install(on channel: any Channel, logger: Logger) -> EventLoopFuture<Void> {
+    static func install(on channel: any Channel, logger: Logger, metrics: SyncMetrics? = nil) -> EventLoopFuture<Void> {
         channel.eventLoop.makeCompletedFuture {
             let tls = try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
-            try channel.pipeline.syncOperations.addHandler(TLSGuardHandler(tls: tls, logger: logger), position: .after(tls))
+            try channel.pipeline.syncOperations.addHandler(TLSGuardHandler(tls: tls, logger: logger, metrics: metrics), position: .after(tls))
         }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event, let version = tls?.tlsVersion, version != .tlsv13 {
+            metrics?.refused("TLS_VERSION")
             logger.warning(
                 "refused a connection below TLS 1.3",
                 metadata: ["peer": "\(peer(context))", "version": "\(version)", "site": "\(claimedSite ?? "-")", "reason": "UNAUTHENTICATED"])
@@ -42,6 +45,7 @@ final class TLSGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if !reported, error is NIOSSLError || error is BoringSSLError {
             reported = true
+            metrics?.refused("TLS_HANDSHAKE")
             logger.warning(
                 "refused a TLS connection",
                 metadata: ["peer": "\(peer(context))", "site": "\(claimedSite ?? "-")", "reason": "UNAUTHENTICATED", "detail": "\(Self.summary(error))"])
@@ -76,7 +80,7 @@ final class TLSGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 /// The entry point for the daemon (the handler type stays internal).
 public enum TLSGuard {
-    public static func install(on channel: any Channel, logger: Logger) -> EventLoopFuture<Void> {
-        TLSGuardHandler.install(on: channel, logger: logger)
+    public static func install(on channel: any Channel, logger: Logger, metrics: SyncMetrics? = nil) -> EventLoopFuture<Void> {
+        TLSGuardHandler.install(on: channel, logger: logger, metrics: metrics)
     }
 }

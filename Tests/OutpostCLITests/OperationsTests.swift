@@ -1,4 +1,5 @@
 import Foundation
+import OutpostTesting
 import Testing
 
 /// Running under systemd and being watched: the notify protocol (against a socket this test
@@ -75,6 +76,13 @@ struct OperationsTests {
         #expect(synced["outpost_connected"] == 1, "\(synced)")
         #expect((synced["outpost_seconds_since_last_sync"] ?? .infinity) < 60, "\(synced)")
         #expect((synced["outpost_changes_sent_total"] ?? 0) >= 3)
+
+        // A peer without a client certificate (openssl as an independent peer) is refused at
+        // the TLS handshake and counted by reason.
+        _ = try runProcess(
+            "/usr/bin/openssl", ["s_client", "-connect", network.hqAddress, "-tls1_3", "-servername", "localhost", "-alpn", "h2"], input: "")
+        let refused = try Self.waitMetrics(port: hqPort) { ($0["outpost_refusals_total{reason=\"TLS_HANDSHAKE\"}"] ?? 0) >= 1 }
+        #expect(refused["outpost_refusals_total{reason=\"TLS_HANDSHAKE\"}"] == 1, "\(refused)")
 
         // Headquarters gone: the branch counts what waits to be pushed and says it is offline.
         hq.stop()
