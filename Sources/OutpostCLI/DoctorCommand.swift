@@ -153,8 +153,8 @@ struct DoctorCommand: AsyncParsableCommand {
                     dataDirectory: nil)
                 do {
                     let probe = try await client.probe()
-                    let own = try archive.lastSequence()
-                    let behind = probe.hqReceivedThrough < own ? " (headquarters holds this site's log to \(probe.hqReceivedThrough) of \(own))" : ""
+                    let pending = try archive.countOwnChanges(after: probe.hqReceivedThrough)
+                    let behind = pending > 0 ? "; \(pending) change(s) made here are not at headquarters yet" : ""
                     add("headquarters", .ok, "\(hq) answered in \(probe.roundTripMilliseconds) ms\(behind)")
                     let offset = probe.clockOffsetMilliseconds
                     let limit = Int64(configuration.limits.maximumClockDriftMilliseconds)
