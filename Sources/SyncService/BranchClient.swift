@@ -252,41 +252,41 @@ public final class BranchClient: Sendable {
     public func probe() async throws -> Probe {
         let transport = try makeTransport()
         return try await withGRPCClient(transport: transport) { client in
-            var hello = WireHelloRequest()
-            hello.protocolVersion = Wire.protocolVersion
-            hello.schemaVersion = UInt32(Schema.version)
-            hello.clockMs = nowMilliseconds()
-            hello.software = Self.software
-            var options = CallOptions.defaults
-            options.timeout = .seconds(10)
-            options.waitForReady = false
-            let welcome = try await WireSync.Client(wrapping: client).hello(hello, options: options)
-            let receivedAt = nowMilliseconds()
+            let (welcome, offset, roundTrip) = try await hello(WireSync.Client(wrapping: client), timeout: .seconds(10))
             return Probe(
-                clockOffsetMilliseconds: Int64(bitPattern: welcome.clockMs &- (hello.clockMs / 2 + receivedAt / 2)),
-                roundTripMilliseconds: receivedAt >= hello.clockMs ? receivedAt - hello.clockMs : 0, hqLastSequence: welcome.lastSequence,
+                clockOffsetMilliseconds: offset, roundTripMilliseconds: roundTrip, hqLastSequence: welcome.lastSequence,
                 hqReceivedThrough: welcome.receivedThrough)
         }
     }
 
-    private func session(
-        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, pull: Bool, progress: (@Sendable (SyncProgress) -> Void)?
-    ) async throws -> SyncProgress {
+    /// The handshake: headquarters' answer, its clock minus this machine's (estimated at the
+    /// middle of the round trip) and the round trip in milliseconds.
+    private func hello(
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, timeout: Duration
+    ) async throws -> (WireHelloResponse, offset: Int64, roundTrip: UInt64) {
         var hello = WireHelloRequest()
         hello.protocolVersion = Wire.protocolVersion
         hello.schemaVersion = UInt32(Schema.version)
         hello.clockMs = nowMilliseconds()
         hello.software = Self.software
         var options = CallOptions.defaults
-        options.timeout = .seconds(15)
+        options.timeout = timeout
         options.waitForReady = false
         let welcome = try await sync.hello(hello, options: options)
+        let receivedAt = nowMilliseconds()
+        return (
+            welcome, Int64(bitPattern: welcome.clockMs &- (hello.clockMs / 2 + receivedAt / 2)),
+            receivedAt >= hello.clockMs ? receivedAt - hello.clockMs : 0
+        )
+    }
+
+    private func session(
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, pull: Bool, progress: (@Sendable (SyncProgress) -> Void)?
+    ) async throws -> SyncProgress {
+        let (welcome, offset, _) = try await hello(sync, timeout: .seconds(15))
         guard welcome.protocolVersion == Wire.protocolVersion else {
             throw SyncError(.version, "headquarters answered in sync protocol \(welcome.protocolVersion); this branch speaks \(Wire.protocolVersion)")
         }
-        let sentAt = hello.clockMs
-        let receivedAt = nowMilliseconds()
-        let offset = Int64(bitPattern: welcome.clockMs &- (sentAt / 2 + receivedAt / 2))
         guard welcome.site == archive.site.code else {
             throw SyncError(
                 .refused,
