@@ -171,6 +171,12 @@ public struct Simulation {
             r.archive = try Archive.open(at: path, environment: r.environment.environment)
             _ = try r.archive.beginEpochAfterRestore()
             summary.restores += 1
+            if chance(50) {
+                // Back online at once: recovery, then a new customer numbered after every
+                // number the branch handed out before its disk died.
+                try exchange(from: hq, to: r, faults: false)
+                customers.append(try r.archive.addCustomer(["name": .text(pick(names)! + " 恢复后"), "phone": .text("13912345678")]).id)
+            }
         }
 
         for _ in 0..<steps {
