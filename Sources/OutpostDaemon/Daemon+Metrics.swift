@@ -18,7 +18,6 @@ extension Daemon {
             throw ConfigurationError(file: "configuration", line: nil, key: "metrics.listen_address", "\(error)")
         }
         let logger = self.logger
-        let site = archive.site
         return ClosureService { [self] in
             // The endpoint is for operators; a port already taken must not stop the sync, so
             // a failed bind is logged and retried every 30 s.
@@ -35,7 +34,7 @@ extension Daemon {
                     } catch {
                         logger.error(
                             "the operations endpoint cannot listen; retrying in 30 s (metrics.listen_address)",
-                            metadata: ["address": "\(endpoint)", "site": "\(site)", "error": "\(error)"])
+                            metadata: ["address": "\(endpoint)", "error": "\(error)"])
                         try? await Task.sleep(for: .seconds(30))
                     }
                 }

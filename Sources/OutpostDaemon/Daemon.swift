@@ -58,7 +58,7 @@ public struct Daemon: Sendable {
                     if signal == .sighup {
                         await self.reload(reload, control: control)
                     } else {
-                        logger.notice("stopping", metadata: ["site": "\(archive.site)", "signal": "\(signal)"])
+                        logger.notice("stopping", metadata: ["signal": "\(signal)"])
                         notifier.stopping()
                         let group = control.state.withLock { c -> ServiceGroup? in
                             c.stop = true
@@ -252,13 +252,12 @@ public struct Daemon: Sendable {
         view.set(registry: registry)
         let server = try service.makeServer(address: listen, tls: files)
         let logger = self.logger
-        let site = archive.site
         return ClosureService {
             let serving = Task { try await server.serve() }
             try await withGracefulShutdownHandler {
                 async let ready: Void = {
                     guard let bound = try await server.listeningAddress else { return }
-                    logger.info("serving branches", metadata: ["site": "\(site)", "address": "\(bound)"])
+                    logger.info("serving branches", metadata: ["address": "\(bound)"])
                     onReady("\(bound)")
                 }()
                 // The state file for `outpost status`: rewritten within a quarter second of a
@@ -319,9 +318,8 @@ public struct Daemon: Sendable {
             metrics: metrics, health: health)
         view.set(branch: client)
         let logger = self.logger
-        let site = archive.site
         return ClosureService {
-            logger.info("branch started", metadata: ["site": "\(site)", "hq": "\(hq)"])
+            logger.info("branch started", metadata: ["hq": "\(hq)"])
             onReady(hq.description)
             await cancelWhenGracefulShutdown { await client.run() }
         }
