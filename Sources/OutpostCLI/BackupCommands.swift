@@ -95,7 +95,7 @@ struct RestoreCommand: ParsableCommand {
         let fm = FileManager.default
         let directory = storage.directory
         let target = storage.archivePath
-        if let state = SyncState.load(fromDataDirectory: directory), state.pid != getpid(), kill(state.pid, 0) == 0,
+        if let state = SyncState.load(fromDataDirectory: directory), state.pid != getpid(), state.isDaemonRunning,
             let command = try? String(contentsOfFile: "/proc/\(state.pid)/cmdline", encoding: .utf8), command.contains("serve")
         {
             throw CLIError("'outpost serve' is running for this data directory (pid \(state.pid)); stop it first (systemctl stop outpost-branch)")

@@ -61,6 +61,7 @@ struct DoctorCommand: AsyncParsableCommand {
         }
         let directory = options.dataDirectory(configuration: configuration)
         let archivePath = (directory as NSString).appendingPathComponent(Archive.fileName)
+        let archiveBytes = ((try? FileManager.default.attributesOfItem(atPath: archivePath)[.size]) as? NSNumber)?.int64Value ?? 0
 
         // Archive.
         var archive: Archive?
@@ -68,9 +69,8 @@ struct DoctorCommand: AsyncParsableCommand {
             let opened = try Archive.open(at: archivePath, maximumDrift: configuration.limits.maximumClockDriftMilliseconds)
             archive = opened
             let found = try opened.checkIntegrity(thorough: !quick)
-            let size = ((try? FileManager.default.attributesOfItem(atPath: archivePath)[.size]) as? NSNumber)?.int64Value ?? 0
             if found.isEmpty {
-                add("archive", .ok, "\(quick ? "quick_check" : "integrity_check"): ok (\(opened.site), \(Self.bytes(size)))")
+                add("archive", .ok, "\(quick ? "quick_check" : "integrity_check"): ok (\(opened.site), \(Self.bytes(archiveBytes)))")
             } else {
                 add(
                     "archive", .fail,
@@ -88,10 +88,9 @@ struct DoctorCommand: AsyncParsableCommand {
 
         // Disk.
         if let free = StorageHealth.freeBytes(directory: FileManager.default.fileExists(atPath: directory) ? directory : "/") {
-            let size = ((try? FileManager.default.attributesOfItem(atPath: archivePath)[.size]) as? NSNumber)?.uint64Value ?? 0
             if free < 64 << 20 {
                 add("disk", .fail, "\(Self.bytes(Int64(free))) free in \(directory): syncing stops below 16 MiB; free space now")
-            } else if free < max(1 << 30, size) {
+            } else if free < max(1 << 30, UInt64(archiveBytes)) {
                 add("disk", .warn, "\(Self.bytes(Int64(free))) free in \(directory): less than 1 GiB or the archive's size; free space soon")
             } else {
                 add("disk", .ok, "\(Self.bytes(Int64(free))) free in \(directory)")
@@ -100,7 +99,7 @@ struct DoctorCommand: AsyncParsableCommand {
 
         // Daemon.
         if let state = SyncState.load(fromDataDirectory: directory) {
-            let running = kill(state.pid, 0) == 0 || errno == EPERM
+            let running = state.isDaemonRunning
             if let fault = state.storageFault, running {
                 add("daemon", .fail, "syncing stopped since \(Output.time(milliseconds: Int64(fault.sinceMilliseconds))): \(fault.detail)")
             } else if running {

@@ -118,7 +118,7 @@ struct SyncReport {
     init(archive: Archive, dataDirectory: String, cursors: [PeerCursor], lastSequence: UInt64) throws {
         role = archive.role
         state = SyncState.load(fromDataDirectory: dataDirectory)
-        daemonRunning = state.map { kill($0.pid, 0) == 0 || errno == EPERM } ?? false
+        daemonRunning = state?.isDaemonRunning ?? false
         hqAddress = state?.hqAddress
         let hq = cursors.first { $0.peer == archive.headquarters.code }
         pending = archive.role == .branch ? try archive.countOwnChanges(after: hq?.sentThrough ?? 0) : 0

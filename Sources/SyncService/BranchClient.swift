@@ -36,6 +36,10 @@ public struct SyncState: Sendable, Codable, Equatable {
 
     public static let fileName = "sync-state.json"
 
+    /// Whether the process that wrote this state still runs (signal 0; EPERM means it runs as
+    /// another user).
+    public var isDaemonRunning: Bool { kill(pid, 0) == 0 || errno == EPERM }
+
     public static func path(inDataDirectory directory: String) -> String {
         (directory as NSString).appendingPathComponent(fileName)
     }
