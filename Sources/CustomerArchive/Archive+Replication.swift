@@ -11,11 +11,15 @@ public struct ApplyOptions: Sendable {
     public var batchSize = 5_000
     /// Advance this archive's receive cursor for the producer when the set continues it.
     public var advanceCursor = true
+    /// Refuse changes holding a value outside its column's domain (headquarters' door; a
+    /// branch stores what headquarters relays).
+    public var judgeDomains = false
 
-    public init(checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true) {
+    public init(checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true, judgeDomains: Bool = false) {
         self.checkDrift = checkDrift
         self.batchSize = batchSize
         self.advanceCursor = advanceCursor
+        self.judgeDomains = judgeDomains
     }
 }
 
@@ -54,7 +58,8 @@ extension Archive {
     ///   - excluding: leave out changes that originate at this site (never echo a change
     ///     back to its origin); the set's range still covers them.
     ///   - origin: include only changes that originate at this site (a branch pushes only
-    ///     its own changes); the range still covers the others.
+    ///     its own changes), leaving out writes set aside after headquarters refused them
+    ///     (``setAside(_:reason:message:)``); the range still covers the others.
     ///   - limit: the most changes to include; `through` then marks where to continue.
     ///   - maxBytes: stop once the encoded changes reach about this many bytes.
     public func exportChanges(
@@ -75,7 +80,7 @@ extension Archive {
                 guard let index = try core.sites.existingIndex(of: origin, in: db) else {
                     return ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: [])
                 }
-                filter += " AND site = ?"
+                filter += " AND site = ?" + (try setAsideFilter(db))
                 _ = arguments.append(contentsOf: [index])
             }
             let rows = try Row.fetchCursor(
@@ -131,12 +136,14 @@ extension Archive {
         }
     }
 
-    /// How many changes that originate here are in the log after `sequence`.
+    /// How many changes that originate here are in the log after `sequence`, leaving out the
+    /// writes set aside after headquarters refused them.
     public func countOwnChanges(after sequence: UInt64) throws -> Int {
         try read { db in
             guard let index = try core.sites.existingIndex(of: core.site, in: db) else { return 0 }
             return try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM changelog WHERE seq > ? AND site = ?", arguments: [Int64(bitPattern: sequence), index]) ?? 0
+                db, sql: "SELECT count(*) FROM changelog WHERE seq > ? AND site = ?\(try setAsideFilter(db))",
+                arguments: [Int64(bitPattern: sequence), index]) ?? 0
         }
     }
 
@@ -242,9 +249,11 @@ extension Archive {
                 accepted.reserveCapacity(batch.count)
                 for change in batch {
                     if let reason = Self.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: threshold) {
-                        session.report.refused += 1
-                        session.report.refusals.append(ChangeRefusal(record: change.key, origin: change.origin, kind: .rule, message: reason))
-                        logger.warning("refused change", metadata: ["record": "\(change.key)", "origin": "\(change.origin)", "reason": "\(reason)"])
+                        session.refuse(change, .hqOnly, reason, logger: logger)
+                        continue
+                    }
+                    if options.judgeDomains, let reason = Self.domainViolation(change) {
+                        session.refuse(change, .invalidValue, reason, logger: logger)
                         continue
                     }
                     if options.checkDrift && change.origin == set.producer {
@@ -269,7 +278,7 @@ extension Archive {
                     i = j
                 }
                 if isLast && options.advanceCursor {
-                    session.report.cursorAdvanced = try advanceReceiveCursor(session.db, peer: set.producer, after: set.after, through: set.through)
+                    session.report.cursorAdvanced = try advanceReceiveCursor(session.db, set: set)
                 }
                 return session.report
             }
@@ -291,7 +300,9 @@ extension Archive {
             arguments: [Int64(session.wall), producer.code, Int64(change.table), change.key.data, reason, Data(try ChangeSetCodec.encode(single))])
         session.report.quarantined += 1
         session.report.refusals.append(ChangeRefusal(record: change.key, origin: change.origin, kind: .clockAhead, message: reason))
-        logger.warning("quarantined change: clock too far ahead", metadata: ["record": "\(change.key)", "origin": "\(change.origin)"])
+        logger.warning(
+            "quarantined a change: clock too far ahead",
+            metadata: ["record": "\(change.key)", "origin": "\(change.origin)", "reason": "\(ChangeRefusal.Kind.clockAhead.rawValue)"])
     }
 
     func approvalThreshold(_ db: Database) throws -> Int64 {
@@ -299,13 +310,33 @@ extension Archive {
             ?? Settings.defaultApprovalThresholdFen
     }
 
-    private func advanceReceiveCursor(_ db: Database, peer: SiteID, after: UInt64, through: UInt64) throws -> Bool {
+    /// Moves the receive cursor for the set's producer to its `through` when the set continues
+    /// from it (`after ≤ cursor < through`).
+    ///
+    /// At headquarters, a branch's word about its own log is bounded (protocols/README.md §4.3):
+    /// an empty set never moves the cursor (it carries nothing to acknowledge), and `through`
+    /// never passes the end of the epoch after the cursor's (``Archive/cursorCeiling(after:)``),
+    /// so a confused or hostile branch cannot push its cursor where no log of its can reach.
+    /// The set's changes are merged either way.
+    private func advanceReceiveCursor(_ db: Database, set: ChangeSet) throws -> Bool {
+        let peer = set.producer
         let current = UInt64(try Int64.fetchOne(db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [peer.code]) ?? 0)
         try db.execute(
             sql: "INSERT INTO cursors(peer, last_seen) VALUES (?, ?) ON CONFLICT(peer) DO UPDATE SET last_seen = excluded.last_seen",
             arguments: [peer.code, Int64(core.environment.now())])
-        guard after <= current, through > current else { return false }
-        try db.execute(sql: "UPDATE cursors SET received_through = ? WHERE peer = ?", arguments: [Int64(through), peer.code])
+        guard set.after <= current, set.through > current else { return false }
+        if core.site == core.headquarters {
+            // An empty set carries nothing to acknowledge (a file exported with nothing new).
+            guard !set.changes.isEmpty else { return false }
+            guard set.through <= Self.cursorCeiling(after: current) else {
+                logger.warning(
+                    "a branch's set claims a range past the next epoch of its log; its cursor stays",
+                    metadata: ["producer": "\(peer)", "cursor": "\(current)", "through": "\(set.through)"])
+                return false
+            }
+        }
+        guard set.through <= UInt64(Int64.max) else { return false }
+        try db.execute(sql: "UPDATE cursors SET received_through = ? WHERE peer = ?", arguments: [Int64(set.through), peer.code])
         return true
     }
 
@@ -317,7 +348,7 @@ extension Archive {
                     INSERT INTO cursors(peer, sent_through) VALUES (?, ?)
                     ON CONFLICT(peer) DO UPDATE SET sent_through = max(sent_through, excluded.sent_through)
                     """,
-                arguments: [peer.code, Int64(through)])
+                arguments: [peer.code, Int64(clamping: through)])
         }
     }
 
@@ -326,8 +357,8 @@ extension Archive {
         try read { db in
             try Row.fetchAll(db, sql: "SELECT peer, received_through, sent_through, last_seen FROM cursors ORDER BY peer").map {
                 PeerCursor(
-                    peer: $0[0], receivedThrough: UInt64($0[1] as Int64), sentThrough: UInt64($0[2] as Int64),
-                    lastSeenMilliseconds: ($0[3] as Int64?).map { UInt64($0) })
+                    peer: $0[0], receivedThrough: UInt64(bitPattern: $0[1] as Int64), sentThrough: UInt64(bitPattern: $0[2] as Int64),
+                    lastSeenMilliseconds: ($0[3] as Int64?).map { UInt64(clamping: $0) })
             }
         }
     }

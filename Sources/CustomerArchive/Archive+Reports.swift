@@ -198,11 +198,11 @@ extension Archive {
             guard let key = (row[0] as Data?).map(RecordKey.init(data:)), let id = owner(key) else { continue }
             facts[id]!.complaints += Int(row[1] as Int64)
         }
-        var visits: [RecordKey: (sum: Int64, count: Int64)] = [:]
+        var visits: [RecordKey: (sum: Double, count: Int64)] = [:]
         for row in try Row.fetchAll(
             db,
             sql: """
-                SELECT customer_id, kind, count(*), sum(satisfaction) FROM contacts
+                SELECT customer_id, kind, count(*), total(satisfaction) FROM contacts
                 WHERE at >= ? AND at < ? AND kind IN ('praise', 'return_visit') GROUP BY customer_id, kind
                 """,
             arguments: [periodStart, periodEnd])
@@ -212,12 +212,12 @@ extension Archive {
             let count: Int64 = row[2]
             if kind == "praise" {
                 facts[id]!.praises += Int(count)
-            } else if let sum: Int64 = row[3] {
+            } else if let sum: Double = row[3] {
                 visits[id, default: (0, 0)].sum += sum
                 visits[id, default: (0, 0)].count += count
             }
         }
-        for (id, v) in visits where v.count > 0 { facts[id]!.satisfaction = Double(v.sum) / Double(v.count) }
+        for (id, v) in visits where v.count > 0 { facts[id]!.satisfaction = v.sum / Double(v.count) }
         return (facts.values.sorted { $0.number < $1.number }, hasFigures)
     }
 
@@ -399,7 +399,7 @@ extension Archive {
                         (SELECT max(stage) FROM claim_transitions t WHERE t.claim_id = c.id),
                         (SELECT amount_fen FROM claim_transitions t WHERE t.claim_id = c.id AND t.stage = ?
                             ORDER BY hlc DESC, origin DESC LIMIT 1),
-                        (SELECT coalesce(sum(amount_fen), 0) FROM claim_payments m WHERE m.claim_id = c.id)
+                        (SELECT total(amount_fen) FROM claim_payments m WHERE m.claim_id = c.id)
                     FROM claims c LEFT JOIN complaints p ON p.id = c.complaint_id
                     WHERE \(clause)
                     """, arguments: [ClaimStage.approved.rawValue] + args)
@@ -414,18 +414,20 @@ extension Archive {
                 categories.insert(category)
                 let stage = ClaimStage(rawValue: Int(row[3] as Int64? ?? 0)) ?? .filed
                 let approved: Int64? = row[4]
-                let paid: Int64 = row[5]
+                // total(), not sum(): a sum of stored values past Int64 is an SQL error.
+                let paid = Int64(saturating: row[5] as Double)
+                let claimed: Int64 = row[2] ?? 0
                 for k in [key(branch, category), key(branch, nil), key(nil, category), key(nil, nil)] {
                     var s = groups[k] ?? ClaimStatistics()
                     s.claims += 1
                     if stage != .closed && stage != .rejected { s.open += 1 }
-                    s.claimedFen += row[2]
+                    s.claimedFen = s.claimedFen.adding(saturating: claimed)
                     // A rejected claim's earlier approval is no longer money owed.
-                    if stage != .rejected { s.approvedFen += approved ?? 0 }
-                    s.paidFen += paid
+                    if stage != .rejected { s.approvedFen = s.approvedFen.adding(saturating: approved ?? 0) }
+                    s.paidFen = s.paidFen.adding(saturating: paid)
                     if paid > (approved ?? 0) {
                         s.overpaid += 1
-                        s.overpaidFen += paid - (approved ?? 0)
+                        s.overpaidFen = s.overpaidFen.adding(saturating: paid.subtracting(saturating: approved ?? 0))
                     }
                     groups[k] = s
                 }

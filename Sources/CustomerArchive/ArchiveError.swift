@@ -14,6 +14,11 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
         case refused
         case schemaTooNew
         case malformedChangeSet
+        /// A change set from a site that may not send it: its producer or a change's origin is
+        /// not the sender, or a branch's set reached another branch.
+        case forgedOrigin
+        /// A change set over a size limit.
+        case tooLarge
         case storage
     }
 

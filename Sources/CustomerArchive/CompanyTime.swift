@@ -12,14 +12,16 @@ public enum CompanyTime {
 
     /// The civil date of an instant in company time.
     public static func date(ofMilliseconds ms: Int64) -> CivilDate {
-        let local = ms + offsetMilliseconds
+        // A stored instant may be anything a peer sent: held to ±275,000 years (JavaScript's
+        // range), where the calendar arithmetic below cannot overflow.
+        let local = min(max(ms, -8_640_000_000_000_000), 8_640_000_000_000_000) + offsetMilliseconds
         let days = local >= 0 ? local / 86_400_000 : (local - 86_399_999) / 86_400_000
         return CivilDate(daysSinceEpoch: days)
     }
 
     /// The instant company-time midnight starts a date.
     public static func start(of date: CivilDate) -> Int64 {
-        date.daysSinceEpoch * 86_400_000 - offsetMilliseconds
+        Int64(date.daysSinceEpoch).multiplied(saturating: 86_400_000).subtracting(saturating: offsetMilliseconds)
     }
 }
 

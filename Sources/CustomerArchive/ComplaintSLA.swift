@@ -52,8 +52,9 @@ public struct ComplaintSLA: Sendable, Hashable {
         for epoch in epochs {
             let steps = timeline.filter { $0.epoch == epoch }
             let start = epoch == 0 ? openedAt : (steps.map(\.at).min() ?? openedAt)
-            let ackBy = start + Int64(rule.acknowledgeMinutes) * 60_000
-            let resolveBy = start + Int64(rule.resolveMinutes) * 60_000
+            // Stored deadlines and times may be anything a peer sent: saturate, never trap.
+            let ackBy = start.adding(saturating: Int64(rule.acknowledgeMinutes).multiplied(saturating: 60_000))
+            let resolveBy = start.adding(saturating: Int64(rule.resolveMinutes).multiplied(saturating: 60_000))
             // A step that skips ahead (straight to resolved) acknowledges too.
             let acknowledged = steps.filter { $0.stage.rawValue >= ComplaintStage.acknowledged.rawValue }.map(\.at).min()
             let resolved = steps.filter { $0.stage.rawValue >= ComplaintStage.resolved.rawValue }.map(\.at).min()

@@ -109,7 +109,8 @@ public struct CompanyRules: Sendable, Hashable {
     /// before deadlines were pinned) the rules in force.
     func sla(_ category: ComplaintCategory, _ severity: ComplaintSeverity, pinnedAcknowledge: Int64?, pinnedResolve: Int64?) -> SLARule {
         var rule = sla(category, severity)
-        if let a = pinnedAcknowledge, let r = pinnedResolve {
+        let t = Schema.complaints
+        if let a = Archive.inDomain(pinnedAcknowledge, t, "acknowledge_minutes"), let r = Archive.inDomain(pinnedResolve, t, "resolve_minutes") {
             rule.acknowledgeMinutes = Int(a)
             rule.resolveMinutes = Int(r)
         }
@@ -128,7 +129,9 @@ extension Archive {
         let s = Schema.settings
         let names = s.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
         if let row = try Row.fetchOne(db, sql: "SELECT \(names) FROM settings WHERE id = ?", arguments: [Schema.settingsKey.data]) {
-            func int(_ name: String) -> Int64? { row[s.column(name)] }
+            // A stored setting outside its domain (relayed before domains existed, or by a
+            // newer headquarters) counts as not set: every site then judges by the default.
+            func int(_ name: String) -> Int64? { Self.inDomain(row[s.column(name)], s, name) }
             if let v = int("approval_threshold_fen") { rules.approvalThresholdFen = v }
             var value = ValueRules()
             if let b: String = row[s.column("abc_basis")], let basis = ValueRules.Basis(rawValue: b) { value.basis = basis }
@@ -147,11 +150,18 @@ extension Archive {
         for row in try Row.fetchAll(db, sql: "SELECT category, severity, acknowledge_minutes, resolve_minutes FROM sla_rules WHERE cl % 2 = 1") {
             guard let c = ComplaintCategory(rawValue: row[0] ?? ""), let v = ComplaintSeverity(rawValue: row[1] ?? "") else { continue }
             var rule = SLARule.standard(c, v)
-            if let a: Int64 = row[2] { rule.acknowledgeMinutes = Int(a) }
-            if let r: Int64 = row[3] { rule.resolveMinutes = Int(r) }
+            let t = Schema.slaRules
+            if let a = Self.inDomain(row[2], t, "acknowledge_minutes") { rule.acknowledgeMinutes = Int(a) }
+            if let r = Self.inDomain(row[3], t, "resolve_minutes") { rule.resolveMinutes = Int(r) }
             rules.sla["\(c.rawValue)/\(v.rawValue)"] = rule
         }
         return rules
+    }
+
+    /// A stored integer, or nil when it is outside its column's domain.
+    static func inDomain(_ value: Int64?, _ table: TableSchema, _ column: String) -> Int64? {
+        guard let value, table.columns[table.column(column)].domain.problem(.integer(value)) == nil else { return nil }
+        return value
     }
 
     /// Changes the value rules (headquarters only; replicated to every site).

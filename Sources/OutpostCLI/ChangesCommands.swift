@@ -18,12 +18,17 @@ struct ChangesCommand: ParsableCommand {
         abstract: "Export and apply change sets, the files that carry changes between sites.",
         discussion: """
             A site exports the changes in its change log after a cursor to a file; another site \
-            applies the file. Applying is idempotent and order-independent: a file applied twice, \
-            or files applied in any order, leave the same archive.
+            applies the file. Files follow the same star as the line: headquarters applies \
+            branches' files, a branch applies headquarters' files only. Applying is idempotent \
+            and order-independent: a file applied twice, or files applied in any order, leave \
+            the same archive.
 
             A site with a certificate ('outpost pki') signs the files it exports; a site with a \
-            CA certificate applies only files signed by a site of its authority, whose \
-            certificate names the file's producer (--allow-unsigned accepts unsigned files).
+            certificate or a CA certificate applies only signed files, whose certificate was \
+            issued by its authority and names the file's producer. Headquarters judges a \
+            branch's file exactly as a set pushed on the line: every change must originate at \
+            the signer, writes only headquarters may make and values outside their domain are \
+            refused, clocks too far ahead are quarantined.
 
             Example, a branch and headquarters exchanging by USB stick:
               (at SH01)  outpost changes export --for HQ --since 120 --out /media/usb/SH01.opcs
@@ -31,7 +36,7 @@ struct ChangesCommand: ParsableCommand {
               (at HQ)    outpost changes export --for SH01 --out /media/usb/HQ.opcs
               (at SH01)  outpost changes apply /media/usb/HQ.opcs
             """,
-        subcommands: [Export.self, Apply.self, Quarantine.self, Release.self])
+        subcommands: [Export.self, Apply.self, Quarantine.self, Release.self, Refused.self])
 
     // MARK: export
 
@@ -97,20 +102,19 @@ struct ChangesCommand: ParsableCommand {
             abstract: "Apply change-set files from other sites.",
             discussion: """
                 Every file is read and checked first; if any is not a valid change set (damaged, \
-                truncated, from a newer Outpost), nothing is applied. Applying a file again changes \
+                truncated, from a newer Outpost, unsigned at a site with a certificate, from a \
+                site this one does not take sets from), nothing is applied. Applying a file again changes \
                 nothing. Concurrent edits that lost go to the conflict journal ('outpost conflicts \
                 list'); changes whose clock is too far ahead wait in quarantine ('outpost changes \
                 quarantine'). Progress is shown on stderr when it is a terminal.
 
-                Example:
-                  outpost changes apply /media/usb/HQ.opcs /media/usb/SH02.opcs
+                Examples:
+                  (at HQ)    outpost changes apply /media/usb/SH01.opcs /media/usb/SH02.opcs
+                  (at SH01)  outpost changes apply /media/usb/HQ.opcs
                 """)
 
         @Argument(help: ArgumentHelp("The change-set files to apply.", valueName: "file"))
         var files: [String] = []
-
-        @Flag(name: .customLong("allow-unsigned"), help: "Apply unsigned files even though this site has a CA certificate.")
-        var allowUnsigned = false
 
         @OptionGroup var storage: DataDirOptions
 
@@ -118,9 +122,10 @@ struct ChangesCommand: ParsableCommand {
             guard !files.isEmpty else { throw CLIError("give at least one change-set file to apply") }
             let archive = try storage.openArchive()
             let credentials = try SiteCredentials(archive: archive, dataDirectory: storage.directory)
-            var sets: [(String, ChangeSet)] = []
+            var sets: [(String, ChangeSet, SiteID)] = []
             for file in files {
                 let set: ChangeSet
+                let sender: SiteID
                 do {
                     var bytes = try Files.read(file)
                     if SignedChangeSet.isSigned(bytes) {
@@ -129,24 +134,32 @@ struct ChangesCommand: ParsableCommand {
                                 "the file is signed, but this site has no CA certificate to check it with (\(credentials.files.ca)); install the site's certificate bundle"
                             )
                         }
-                        bytes = try SignedChangeSet.open(bytes, trusting: ca, revoked: credentials.revoked).payload
-                    } else if credentials.authority != nil && !allowUnsigned {
-                        throw CLIError("the file is not signed and this site accepts signed files only; --allow-unsigned applies it anyway")
+                        let opened = try SignedChangeSet.open(bytes, trusting: ca, revoked: credentials.revoked)
+                        sender = try Self.signer(opened, at: archive)
+                        bytes = opened.payload
+                    } else if credentials.authority != nil || credentials.signing != nil {
+                        // A site with a PKI takes signed files only: an unsigned file could claim
+                        // any producer.
+                        throw CLIError(
+                            "the file is not signed, and this site has a certificate: it applies files signed by \(archive.site == archive.headquarters ? "a branch" : "headquarters") only; export it again at a site that has its certificate"
+                        )
+                    } else {
+                        sender = try ChangeSetCodec.header(of: bytes).producer
                     }
                     set = try ChangeSetCodec.decode(bytes)
-                    try archive.validate(set)
+                    if set.producer == archive.site {
+                        throw CLIError("this change set was exported by this site (\(archive.site)); apply it at another site")
+                    }
+                    try archive.judge(set, from: sender)
                 } catch {
                     throw CLIError("\(file): \(OutpostCommand.message(of: error))")
                 }
-                if set.producer == archive.site {
-                    throw CLIError("\(file): this change set was exported by this site (\(archive.site)); apply it at another site")
-                }
-                sets.append((file, set))
+                sets.append((file, set, sender))
             }
             let tty = Output.stderrIsTerminal
-            for (i, (file, set)) in sets.enumerated() {
+            for (i, (file, set, sender)) in sets.enumerated() {
                 let name = (file as NSString).lastPathComponent
-                let report = try archive.apply(set) { done, total in
+                let report = try archive.admit(set, from: sender) { done, total in
                     if tty && total > 0 {
                         FileHandle.standardError.write(Data("\rapplying \(name): \(done)/\(total) changes".utf8))
                     }
@@ -155,6 +168,19 @@ struct ChangesCommand: ParsableCommand {
                 if i > 0 { Output.write("\n") }
                 ChangesOutput.report(report, file: file, set: set)
             }
+        }
+
+        /// The site a signed file comes from: a branch at headquarters, headquarters at a
+        /// branch, as its certificate says (the same rule as the line's client certificates).
+        static func signer(_ opened: SignedChangeSet.Opened, at archive: Archive) throws -> SiteID {
+            guard let site = try? SiteID(opened.signer) else { throw CLIError("the file's signer names no site") }
+            let expected = archive.site == archive.headquarters ? "branch" : "headquarters"
+            guard opened.unit == expected else {
+                throw CLIError(
+                    "the file is signed by \(site) with a certificate for \(opened.unit ?? "no role"); this site applies files signed by \(expected == "branch" ? "a branch" : "headquarters") only"
+                )
+            }
+            return site
         }
     }
 
@@ -193,6 +219,56 @@ struct ChangesCommand: ParsableCommand {
             Output.table(
                 ["ID", "RECEIVED", "PRODUCER", "RECORD", "REASON"],
                 held.map { [String($0.id), Output.time(milliseconds: Int64($0.receivedAt)), $0.producer, $0.record, $0.reason] })
+        }
+    }
+
+    // MARK: refused
+
+    struct Refused: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List this site's changes that headquarters refused.",
+            discussion: """
+                Headquarters judges every change a branch sends. A single change it refuses \
+                (a write only headquarters may make, a value outside its field's domain) is \
+                reported back and listed here; the rest of its set was taken. A set it refuses \
+                as a whole (malformed, too large) is sent again in smaller sets, and a single \
+                write it still refuses is set aside: listed here with SET ASIDE = yes and never \
+                sent again, so the changes after it still reach headquarters. The record keeps \
+                this site's value until the write is made again correctly.
+
+                Reasons: HQ_ONLY, INVALID_VALUE, MALFORMED, TOO_LARGE (protocols/README.md §6).
+
+                Examples:
+                  outpost changes refused
+                  outpost changes refused --json
+                """)
+
+        @OptionGroup var storage: DataDirOptions
+        @OptionGroup var output: JSONOption
+
+        func run() throws {
+            let archive = try storage.openArchive()
+            let refused = try archive.refusedChanges()
+            if output.json {
+                return Output.json(
+                    .array(
+                        refused.map {
+                            .object([
+                                "id": .int($0.id), "refused_at": .int(Int64(clamping: $0.refusedAt)), "table": $0.table.map(JSON.string) ?? .null,
+                                "record": .string($0.record), "reason": .string($0.reason), "message": .string($0.message),
+                                "set_aside": .bool($0.setAside),
+                            ])
+                        }))
+            }
+            if refused.isEmpty { return Output.write("no refused changes\n") }
+            Output.table(
+                ["ID", "REFUSED", "TABLE", "RECORD", "REASON", "SET ASIDE", "MESSAGE"],
+                refused.map {
+                    [
+                        String($0.id), Output.time(milliseconds: Int64(clamping: $0.refusedAt)), $0.table ?? "-", $0.record, $0.reason,
+                        $0.setAside ? "yes" : "no", $0.message,
+                    ]
+                })
         }
     }
 

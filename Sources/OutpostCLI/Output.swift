@@ -73,10 +73,30 @@ enum Output {
         write(out)
     }
 
-    /// A value on one line: newlines and tabs shown as spaces so a table or block stays intact.
+    /// A value on one line, safe for a terminal: newlines and tabs shown as spaces so a table
+    /// or block stays intact; every other control character (C0, DEL, C1, which can drive a
+    /// terminal: escape sequences, title changes) and the bidirectional overrides (which can
+    /// make text read backwards) shown escaped as `\u{1B}`. JSON and CSV output stay exact.
     static func oneLine(_ s: String) -> String {
-        guard s.contains(where: { $0.isNewline || $0 == "\t" }) else { return s }
-        return String(s.map { $0.isNewline || $0 == "\t" ? " " : $0 })
+        guard s.unicodeScalars.contains(where: needsEscaping) else { return s }
+        var out = String.UnicodeScalarView()
+        for u in s.unicodeScalars {
+            if u == "\n" || u == "\r" || u == "\t" || u == "\u{85}" || u == "\u{2028}" || u == "\u{2029}" {
+                out.append(" ")
+            } else if needsEscaping(u) {
+                out.append(contentsOf: "\\u{\(String(u.value, radix: 16, uppercase: true))}".unicodeScalars)
+            } else {
+                out.append(u)
+            }
+        }
+        return String(out)
+    }
+
+    private static func needsEscaping(_ u: Unicode.Scalar) -> Bool {
+        switch u.value {
+        case 0x00...0x1F, 0x7F...0x9F, 0x200E, 0x200F, 0x202A...0x202E, 0x2066...0x2069, 0x2028, 0x2029: true
+        default: false
+        }
     }
 
     /// Cuts a string to at most `width` columns, marking the cut with `…`.
@@ -139,7 +159,7 @@ enum Output {
 
     static func time(milliseconds ms: Int64) -> String {
         let date = CompanyTime.date(ofMilliseconds: ms)
-        let minutes = (ms - CompanyTime.start(of: date)) / 60_000
+        let minutes = ms.subtracting(saturating: CompanyTime.start(of: date)) / 60_000
         return String(format: "%@ %02lld:%02lld +08", date.description, minutes / 60, minutes % 60)
     }
 

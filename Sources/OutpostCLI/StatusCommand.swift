@@ -48,14 +48,14 @@ struct StatusCommand: ParsableCommand {
                     "archive": .string(archive.path),
                     "last_sequence": .int(Int64(last)),
                     "search_backlog": .int(Int64(backlog)),
-                    "recovering_since": recovering.map { .int(Int64($0)) } ?? .null,
-                    "counts": .object(counts.mapValues { .int(Int64($0)) }),
+                    "recovering_since": recovering.map { .int(Int64(clamping: $0)) } ?? .null,
+                    "counts": .object(counts.mapValues { .int(Int64(clamping: $0)) }),
                     "cursors": .array(
                         cursors.map {
                             .object([
                                 "peer": .string($0.peer),
-                                "received_through": .int(Int64($0.receivedThrough)),
-                                "sent_through": .int(Int64($0.sentThrough)),
+                                "received_through": .int(Int64(clamping: $0.receivedThrough)),
+                                "sent_through": .int(Int64(clamping: $0.sentThrough)),
                             ])
                         }),
                 ]))
@@ -103,6 +103,8 @@ struct SyncReport {
     var daemonRunning: Bool
     var hqAddress: String?
     var pending: Int
+    /// This site's changes headquarters refused (`outpost changes refused`).
+    var refused: Int
     var behind: UInt64?
     var branches: [Branch]
 
@@ -122,6 +124,7 @@ struct SyncReport {
         hqAddress = state?.hqAddress
         let hq = cursors.first { $0.peer == archive.headquarters.code }
         pending = archive.role == .branch ? try archive.countOwnChanges(after: hq?.sentThrough ?? 0) : 0
+        refused = archive.role == .branch ? try archive.refusedChanges().count : 0
         if let end = state?.hqLastSequence {
             behind = end > (hq?.receivedThrough ?? 0) ? end - (hq?.receivedThrough ?? 0) : 0
         }
@@ -149,7 +152,7 @@ struct SyncReport {
     private var connected: Bool { daemonRunning && (state?.connected ?? false) }
 
     var json: JSON {
-        func time(_ ms: UInt64?) -> JSON { ms.map { .string(Output.time(milliseconds: Int64($0))) } ?? .null }
+        func time(_ ms: UInt64?) -> JSON { ms.map { .string(Output.time(milliseconds: Int64(clamping: $0))) } ?? .null }
         var object: [String: JSON] = [
             "daemon_running": .bool(daemonRunning),
             "last_error": state?.lastError.map { .string($0) } ?? .null,
@@ -158,7 +161,8 @@ struct SyncReport {
             object["hq_address"] = hqAddress.map { .string($0) } ?? .null
             object["connected"] = .bool(connected)
             object["pending_local_changes"] = .int(Int64(pending))
-            object["behind_hq"] = behind.map { .int(Int64($0)) } ?? .null
+            object["refused_changes"] = .int(Int64(refused))
+            object["behind_hq"] = behind.map { .int(Int64(clamping: $0)) } ?? .null
             object["last_success"] = time(state?.lastSuccessMilliseconds)
             object["clock_offset_ms"] = state?.clockOffsetMilliseconds.map { .int($0) } ?? .null
         } else {
@@ -166,8 +170,8 @@ struct SyncReport {
                 branches.map {
                     .object([
                         "site": .string($0.site), "connected": .bool($0.connected), "last_seen": time($0.lastSeen),
-                        "received_through": .int(Int64($0.receivedThrough)), "acknowledged_through": .int(Int64($0.sentThrough)),
-                        "behind": .int(Int64($0.behind)),
+                        "received_through": .int(Int64(clamping: $0.receivedThrough)), "acknowledged_through": .int(Int64(clamping: $0.sentThrough)),
+                        "behind": .int(Int64(clamping: $0.behind)),
                     ])
                 })
         }
@@ -176,7 +180,7 @@ struct SyncReport {
 
     func print() {
         Output.write("\nsync:\n")
-        func time(_ ms: UInt64?) -> String { ms.map { Output.time(milliseconds: Int64($0)) } ?? "never" }
+        func time(_ ms: UInt64?) -> String { ms.map { Output.time(milliseconds: Int64(clamping: $0)) } ?? "never" }
         if role == .branch {
             Output.fields(
                 [
@@ -184,6 +188,7 @@ struct SyncReport {
                     ("daemon", daemonRunning ? "running" : "not running"),
                     ("connected", connected ? "yes" : "no"),
                     ("pending local changes", String(pending)),
+                    ("refused by headquarters", refused == 0 ? "none" : "\(refused) ('outpost changes refused')"),
                     ("behind headquarters", behind.map(String.init) ?? "unknown (never connected)"),
                     ("last successful sync", time(state?.lastSuccessMilliseconds)),
                     ("last error", state?.lastError ?? "none"),

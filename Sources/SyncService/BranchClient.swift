@@ -335,7 +335,7 @@ public final class BranchClient: Sendable {
         let tracker = ProgressTracker(progress)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                try await self.pushLoop(sync, from: welcome.receivedThrough, follow: follow, maxBytes: maxBytes, maxChanges: maxChanges, tracker: tracker)
+                try await self.push(sync, from: welcome.receivedThrough, follow: follow, maxBytes: maxBytes, maxChanges: maxChanges, tracker: tracker)
             }
             if pull {
                 group.addTask {
@@ -377,9 +377,65 @@ public final class BranchClient: Sendable {
 
     // MARK: Push
 
-    private func pushLoop(
+    /// Refusals of a whole set that sending it again cannot cure: the set is split, and a
+    /// single write HQ still refuses is set aside, so one bad write never holds back the rest.
+    static let setAsideReasons: Set<Reason> = [.malformed, .tooLarge]
+
+    /// The set on its way to headquarters and where headquarters' cursor stands, for when the
+    /// push call ends with a refusal of that set.
+    final class PushAttempt: Sendable {
+        private let state = Mutex<(inFlight: ChangeSet?, held: UInt64)>((nil, 0))
+        init(held: UInt64) { state.withLock { $0.held = held } }
+        var inFlight: ChangeSet? { state.withLock { $0.inFlight } }
+        var held: UInt64 { state.withLock { $0.held } }
+        func sending(_ set: ChangeSet) { state.withLock { $0.inFlight = set } }
+        func acknowledged(through: UInt64) { state.withLock { $0 = (nil, through) } }
+    }
+
+    /// Pushes this site's changes for the whole session. A set headquarters refuses as a
+    /// whole (``setAsideReasons``) is cut in half and sent again; a single write it still
+    /// refuses is set aside in the journal of refused changes (`outpost changes refused`),
+    /// and pushing goes on after it.
+    private func push(
         _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, from start: UInt64, follow: Bool, maxBytes: Int, maxChanges: Int,
         tracker: ProgressTracker
+    ) async throws {
+        var held = start
+        var limit = maxChanges
+        while true {
+            let attempt = PushAttempt(held: held)
+            do {
+                try await pushLoop(sync, from: held, follow: follow, maxBytes: maxBytes, maxChanges: limit, tracker: tracker, attempt: attempt)
+                return
+            } catch let error as RPCError {
+                guard let reason = Wire.reason(of: error), Self.setAsideReasons.contains(reason), let set = attempt.inFlight else { throw error }
+                metrics.refused(reason.metadataName)
+                held = attempt.held
+                let writes = Set(set.changes.map { "\($0.key)/\($0.stamp.time.rawValue)" }).count
+                if writes > 1 {
+                    limit = max(1, set.changes.count / 2)
+                    logger.notice(
+                        "headquarters refused a change set whole; sending it in smaller sets",
+                        metadata: ["reason": "\(reason.metadataName)", "changes": "\(set.changes.count)", "next_limit": "\(limit)"])
+                    continue
+                }
+                try await Blocking.run { [archive] in try archive.setAside(set, reason: reason.metadataName, message: error.message) }
+                let record = set.changes.first.map { "\($0.key)" } ?? "-"
+                logger.error(
+                    "headquarters refused a write; it is set aside and the changes after it are pushed on",
+                    metadata: ["record": "\(record)", "reason": "\(reason.metadataName)"])
+                updateState {
+                    $0.lastError = "headquarters refused a write to record \(record) (\(reason.metadataName)); it is set aside, see 'outpost changes refused'"
+                    $0.lastErrorMilliseconds = nowMilliseconds()
+                }
+                limit = maxChanges
+            }
+        }
+    }
+
+    private func pushLoop(
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, from start: UInt64, follow: Bool, maxBytes: Int, maxChanges: Int,
+        tracker: ProgressTracker, attempt: PushAttempt
     ) async throws {
         let (acks, ackSink) = AsyncThrowingStream.makeStream(of: WirePushAck.self)
         let site = archive.site
@@ -412,6 +468,7 @@ public final class BranchClient: Sendable {
                     tracker.update { $0.pushCaughtUp = false }
                     var message = WirePushRequest()
                     message.changeSet = Data(try ChangeSetCodec.encode(set, level: Wire.compressionLevel))
+                    attempt.sending(set)
                     try await writer.write(message)
                     guard let ack = try await pending.next() else {
                         throw SyncError(.protocolViolation, "headquarters closed the push stream without acknowledging")
@@ -427,7 +484,22 @@ public final class BranchClient: Sendable {
                             $0.lastErrorMilliseconds = nowMilliseconds()
                         }
                     }
-                    try await Blocking.run { try archive.acknowledgeSent(to: hqSite, through: ack.receivedThrough) }
+                    let refusals = ack.refusals.map { (record: $0.record, reason: $0.reason.metadataName, message: $0.message) }
+                    let ownEnd = try await Blocking.run {
+                        try archive.journalRefusals(refusals)
+                        let end = try archive.lastSequence()
+                        if ack.receivedThrough <= end { try archive.acknowledgeSent(to: hqSite, through: ack.receivedThrough) }
+                        return end
+                    }
+                    // HQ's cursor past this log's end would stop every later push silently
+                    // (they would all seem acknowledged): stop loudly instead.
+                    guard ack.receivedThrough <= ownEnd else {
+                        throw SyncError(
+                            .refused,
+                            "headquarters now holds this branch's log up to \(ack.receivedThrough), past its end \(ownEnd): headquarters' cursor for this branch is wrong; pushing stops until an operator reconciles it"
+                        )
+                    }
+                    attempt.acknowledged(through: ack.receivedThrough)
                     tracker.update { $0.pushedChanges += set.changes.count }
                     self.metrics.add(SyncMetrics.sent, [:], set.changes.count)
                     // HQ's cursor is the truth: if it did not take the set as continuing from
@@ -542,7 +614,7 @@ public final class BranchClient: Sendable {
                     }
                     tokenSink.yield(())
                     self.metrics.record(report, direction: "pulled")
-                    for r in report.refusals { self.metrics.refused(r.kind == .rule ? "RULE" : "CLOCK_AHEAD") }
+                    for r in report.refusals { self.metrics.refused(r.kind.rawValue) }
                     if !report.refusals.isEmpty {
                         self.logger.warning("refused changes from headquarters", metadata: ["count": "\(report.refusals.count)"])
                     }

@@ -176,30 +176,18 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             if error.code == .changeSetTooLarge { throw refuse(.resourceExhausted, .tooLarge, error.message) }
             throw refuse(.invalidArgument, .malformed, "the change set does not decode: \(error.message)")
         }
-        guard set.producer == site else {
-            throw refuse(.permissionDenied, .forgedOrigin, "a change set produced by \(set.producer) arrived on the connection of \(site)")
-        }
-        if let forged = set.changes.first(where: { $0.origin != site }) {
-            throw refuse(
-                .permissionDenied, .forgedOrigin,
-                "change to record \(forged.key) claims origin \(forged.origin) on the connection of \(site); a branch sends only its own changes")
-        }
-        guard set.changes.count <= limits.batchMaximumChanges else {
-            throw refuse(.resourceExhausted, .tooLarge, "\(set.changes.count) changes in one set; the limit is \(limits.batchMaximumChanges)")
-        }
-        // The set, then the cursor and the log's end it leaves, in one trip to the archive.
+        // The door: the same judgement as `outpost changes apply` gives a branch's file.
         let report: ApplyReport
         let cursor: PeerCursor
         do {
-            (report, cursor) = try await Blocking.run { [archive, watch] in
-                let report = try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+            (report, cursor) = try await Blocking.run { [archive, watch, limits] in
+                let report = try archive.admit(set, from: site, maximumChanges: limits.batchMaximumChanges, batchSize: .max)
                 watch.advance(to: try archive.lastSequence())
                 return (report, try archive.cursor(for: site))
             }
-        } catch let error as ArchiveError where error.code == .schemaTooNew {
-            throw refuse(.failedPrecondition, .version, error.message)
-        } catch let error as ArchiveError where error.code == .malformedChangeSet {
-            throw refuse(.invalidArgument, .malformed, error.message)
+        } catch let error as ArchiveError where Wire.refusal(for: error.code) != nil {
+            let (code, reason) = Wire.refusal(for: error.code)!
+            throw refuse(code, reason, error.message)
         } catch {
             // HQ's own trouble (disk full, a busy or damaged file): not the branch's fault.
             if let fault = health.record(error) {
@@ -217,15 +205,12 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         ack.refusals = report.refusals.map { r in
             var w = WireRefusal()
             w.record = r.record.description
-            w.reason = r.kind == .rule ? .hqOnly : .clockAhead
+            w.reason = Reason(metadataName: r.kind.rawValue)
             w.message = r.message
             return w
         }
-        for r in report.refusals {
-            metrics.refused(r.kind == .rule ? "HQ_ONLY" : "CLOCK_AHEAD")
-            logger.warning(
-                "refused a change", metadata: ["site": "\(site)", "record": "\(r.record)", "reason": "\(r.kind == .rule ? "HQ_ONLY" : "CLOCK_AHEAD")"])
-        }
+        // The archive logged each refused change (record, origin, reason).
+        for r in report.refusals { metrics.refused(r.kind.rawValue) }
         return ack
     }
 

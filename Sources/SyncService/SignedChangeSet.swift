@@ -55,6 +55,8 @@ public enum SignedChangeSet {
         public var payload: [UInt8]
         public var signer: String
         public var serial: String
+        /// The certificate's organizational unit: `branch` or `headquarters`.
+        public var unit: String?
     }
 
     /// Checks a signed file against the authority `caPEM` and returns the change-set bytes.
@@ -111,7 +113,7 @@ public enum SignedChangeSet {
         guard header.producer.code == site else {
             throw SignatureError("the file is signed by \(site) but claims to come from \(header.producer)")
         }
-        return Opened(payload: payload, signer: site, serial: identity.serial)
+        return Opened(payload: payload, signer: site, serial: identity.serial, unit: identity.unit)
     }
 }
 

@@ -78,6 +78,7 @@ extension Reason {
         case .malformed: "MALFORMED"
         case .version: "VERSION"
         case .protocol: "PROTOCOL"
+        case .invalidValue: "INVALID_VALUE"
         case .UNRECOGNIZED(let n): "UNRECOGNIZED_\(n)"
         }
     }
@@ -99,6 +100,18 @@ enum Wire {
         var metadata = Metadata()
         metadata.addString(reason.metadataName, forKey: reasonKey)
         return RPCError(code: code, message: message, metadata: metadata)
+    }
+
+    /// The status and reason for a change set the archive's door refused as a whole; nil for
+    /// an error that is not a refusal (a full disk: the branch retries).
+    static func refusal(for code: ArchiveError.Code) -> (RPCError.Code, Reason)? {
+        switch code {
+        case .forgedOrigin: (.permissionDenied, .forgedOrigin)
+        case .tooLarge: (.resourceExhausted, .tooLarge)
+        case .schemaTooNew: (.failedPrecondition, .version)
+        case .malformedChangeSet: (.invalidArgument, .malformed)
+        default: nil
+        }
     }
 
     static func reason(of error: RPCError) -> Reason? {

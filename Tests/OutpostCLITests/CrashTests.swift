@@ -7,7 +7,8 @@ import Testing
 /// stays intact after every kill and ends exactly where an uninterrupted apply ends.
 @Suite("SIGKILL during apply")
 struct CrashTests {
-    /// A change set of `count` new customers from site SH01.
+    /// A change set of `count` new customers (SH01's, relayed in a file from headquarters:
+    /// a branch applies headquarters' files only).
     static func changeSetFile(count: Int, at path: String) throws {
         var rng = SplitMix64(seed: 7)
         let site = try SiteID("SH01")
@@ -25,7 +26,7 @@ struct CrashTests {
                         FieldWrite(column: 13, value: .integer(Int64(i) * 100)),
                     ])))
         }
-        let set = ChangeSet(producer: site, schemaVersion: 1, after: 0, through: UInt64(count), changes: changes)
+        let set = ChangeSet(producer: .headquarters, schemaVersion: 1, after: 0, through: UInt64(count), changes: changes)
         try Data(try ChangeSetCodec.encode(set)).write(to: URL(fileURLWithPath: path))
     }
 

@@ -6,6 +6,8 @@ struct RunResult: CustomStringConvertible {
     var status: Int32
     var stdout: String
     var stderr: String
+    /// The process was killed by a signal (a trap in Swift is SIGILL or SIGTRAP), not exited.
+    var crashed = false
 
     var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
 
@@ -22,7 +24,7 @@ struct RunResult: CustomStringConvertible {
         try #require(try json() as? [[String: Any]], "stdout is not a JSON array: \(stdout.prefix(200))")
     }
 
-    var description: String { "exit \(status)\nstdout: \(stdout.prefix(2000))\nstderr: \(stderr.prefix(2000))" }
+    var description: String { "\(crashed ? "killed by signal" : "exit") \(status)\nstdout: \(stdout.prefix(2000))\nstderr: \(stderr.prefix(2000))" }
 }
 
 /// Finds and runs the built `outpost` executable.
@@ -88,7 +90,8 @@ enum Outpost {
         return RunResult(
             status: process.terminationStatus,
             stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-            stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+            stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self),
+            crashed: process.terminationReason == .uncaughtSignal)
     }
 }
 

@@ -175,7 +175,7 @@ struct RefusalTests {
         #expect(ack.refusals.count == 2, "\(ack)")
         #expect(ack.refusals.allSatisfy { $0.reason == .hqOnly }, "\(ack)")
         #expect(ack.refusals.contains { $0.message.contains("headquarters approves above") }, "\(ack)")
-        let logged = setup.hqDaemon.log.split(separator: "\n").filter { $0.contains("reason=HQ_ONLY") && $0.contains("site=SH01") }
+        let logged = setup.hqDaemon.log.split(separator: "\n").filter { $0.contains("reason=HQ_ONLY") && $0.contains("origin=SH01") }
         #expect(logged.count == 2, "\(setup.hqDaemon.log.suffix(1500))")
         #expect(try setup.hqDump == before, "HQ's archive changed")
     }

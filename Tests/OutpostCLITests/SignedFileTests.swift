@@ -50,10 +50,11 @@ struct SignedFileTests {
         try Data(foreign).write(to: URL(fileURLWithPath: foreignPath))
         #expect(try hq.refused("changes", "apply", foreignPath).contains("did not issue"))
 
-        // An unsigned file (its payload alone) needs --allow-unsigned at a site with a CA.
+        // An unsigned file (its payload alone) is never applied at a site with a certificate:
+        // it could claim any producer.
         let unsignedPath = sandbox.path("unsigned.opcs")
         try Data(payload).write(to: URL(fileURLWithPath: unsignedPath))
-        #expect(try hq.refused("changes", "apply", unsignedPath).contains("--allow-unsigned"))
+        #expect(try hq.refused("changes", "apply", unsignedPath).contains("not signed"))
 
         // The genuine file applies, and BJ01 checks HQ's signature in turn.
         try hq.ok("changes", "apply", good)

@@ -12,6 +12,9 @@ extension Session {
             guard table.accepts(value, column: i) else {
                 throw ArchiveError(.invalidInput, "field '\(name)' of \(table.name) does not take a value of that type")
             }
+            if let problem = table.columns[i].domain.problem(value) {
+                throw ArchiveError(.invalidInput, "the value of \(table.name).\(name) \(problem)")
+            }
             return (i, value)
         }
     }

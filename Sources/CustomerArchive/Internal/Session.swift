@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 import Replication
 
 /// What applying changes did: counts only, safe to print and log.
@@ -10,7 +11,8 @@ public struct ApplyReport: Hashable, Sendable {
     public var unchanged = 0
     /// Concurrent writes that lost and went to the conflict journal.
     public var conflicts = 0
-    /// Changes refused by a rule (forged origin for HQ-only data, approval above the threshold).
+    /// Changes refused by a rule (a branch writing what only HQ may, approval above the
+    /// threshold) or for a value outside its domain.
     public var refused = 0
     /// Changes held back because their clock was too far ahead.
     public var quarantined = 0
@@ -34,11 +36,16 @@ public struct ApplyReport: Hashable, Sendable {
 
 /// A change an apply did not store, and why.
 public struct ChangeRefusal: Hashable, Sendable {
+    /// Why, in the one vocabulary of refusals: the raw value is the name used in logs, metrics
+    /// (`outpost_refusals_total{reason}`), the protocol (`Reason`) and the CLI alike.
     public enum Kind: String, Sendable {
-        /// It breaks a rule (a branch writing settings, approving above the threshold); dropped.
-        case rule
+        /// A write only headquarters may make (settings, SLA rules, merges, a claim approval
+        /// above the threshold); dropped.
+        case hqOnly = "HQ_ONLY"
         /// Its clock is too far ahead of this site's; quarantined, releasable.
-        case clockAhead
+        case clockAhead = "CLOCK_AHEAD"
+        /// A value outside its column's domain (judged at headquarters' door); dropped.
+        case invalidValue = "INVALID_VALUE"
     }
     public var record: RecordKey
     public var origin: SiteID
@@ -103,6 +110,13 @@ struct Session {
         guard sequence != startSequence || clock != startClock else { return }
         try db.cachedStatement(sql: "UPDATE state SET clock = ?, sequence = ? WHERE id = 1").execute(
             arguments: [Int64(bitPattern: clock.last.rawValue), sequence])
+    }
+
+    /// Counts and reports a change this apply does not store.
+    mutating func refuse(_ change: Change, _ kind: ChangeRefusal.Kind, _ reason: String, logger: Logger) {
+        report.refused += 1
+        report.refusals.append(ChangeRefusal(record: change.key, origin: change.origin, kind: kind, message: reason))
+        logger.warning("refused a change", metadata: ["record": "\(change.key)", "origin": "\(change.origin)", "reason": "\(kind.rawValue)"])
     }
 
     mutating func siteIndex(_ site: SiteID) throws -> Int64 {

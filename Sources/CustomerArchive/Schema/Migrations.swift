@@ -68,6 +68,18 @@ enum Migrations {
         m.registerMigration("v2") { db in
             try migrateToVersion2(db)
         }
+        // Local, not replicated: the replicated schema stays 2.
+        m.registerMigration("refused-changes") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE refused_changes (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        refused_at INTEGER NOT NULL, tbl INTEGER, key BLOB NOT NULL, hlc INTEGER,
+                        reason TEXT NOT NULL, message TEXT NOT NULL);
+                    CREATE INDEX refused_changes_write ON refused_changes(key, hlc) WHERE hlc IS NOT NULL;
+                    """)
+            try guardTable("refused_changes", db)
+        }
         return m
     }
 

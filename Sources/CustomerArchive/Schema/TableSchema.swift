@@ -15,11 +15,77 @@ package struct ColumnSchema: Sendable, Hashable {
     package var type: ColumnType
     /// Personal data: scrubbed by erasure, never written to logs.
     package var personal: Bool
+    /// The values a write may store (null is always allowed: it clears the field).
+    package var domain: Domain
 
-    package init(_ name: String, _ type: ColumnType, personal: Bool = false) {
+    package init(_ name: String, _ type: ColumnType, personal: Bool = false, _ domain: Domain? = nil) {
         self.name = name
         self.type = type
         self.personal = personal
+        self.domain =
+            domain
+            ?? {
+                switch type {
+                case .text: .text(maxBytes: Domain.shortText)
+                case .integer: .integer(0...Domain.maximumCount)
+                case .key: .key
+                }
+            }()
+    }
+}
+
+/// The values a replicated column takes, beyond its SQL type: judged where a change is
+/// written and at headquarters' door (line and files alike), versioned with the schema.
+///
+/// Readers never rely on a domain: a value stored before a domain existed, or relayed by a
+/// newer headquarters, is read with checked arithmetic and printed escaped.
+package enum Domain: Sendable, Hashable {
+    /// UTF-8 text of at most this many bytes.
+    case text(maxBytes: Int)
+    /// One of these exact strings.
+    case oneOf([String])
+    /// An integer in this range.
+    case integer(ClosedRange<Int64>)
+    /// A site code (CHANGESET.md §2.6).
+    case site
+    /// A 16-byte record key.
+    case key
+
+    /// Names, numbers, phones, people: one line's worth.
+    static let shortText = 256
+    /// Free text: notes, descriptions, evidence, summaries.
+    static let longText = 16_384
+    /// Counts (shipments, overdue payments, epochs): far above any real one, far below overflow.
+    static let maximumCount: Int64 = 1_000_000_000_000
+    /// Money in fen: 10^13 yuan, what `Money.parse` accepts. A sum over a million customers
+    /// can still pass Int64, so readers add with saturation.
+    static let money: ClosedRange<Int64> = -999_999_999_999_999...999_999_999_999_999
+    static let nonNegativeMoney: ClosedRange<Int64> = 0...999_999_999_999_999
+    /// Instants in Unix milliseconds, 1970 to the end of year 9999.
+    static let instant: ClosedRange<Int64> = 0...253_402_300_799_999
+    /// Deadlines in minutes: up to ten years.
+    static let minutes: ClosedRange<Int64> = 1...5_256_000
+    static let percent: ClosedRange<Int64> = 0...100
+    static let flag: ClosedRange<Int64> = 0...1
+
+    /// Why `value` is outside this domain, in words that never repeat the value (it may be
+    /// personal data); nil when it is inside. Null is always inside.
+    package func problem(_ value: Value) -> String? {
+        switch (self, value) {
+        case (_, .null): return nil
+        case (.text(let max), .text(let s)):
+            return s.utf8.count <= max ? nil : "is \(s.utf8.count) bytes long; at most \(max) are allowed"
+        case (.oneOf(let allowed), .text(let s)):
+            return allowed.contains(s) ? nil : "is not one of \(allowed.joined(separator: ", "))"
+        case (.site, .text(let s)):
+            return (try? SiteID(s)) != nil ? nil : "is not a site code"
+        case (.integer(let range), .integer(let i)):
+            return range.contains(i) ? nil : "is outside \(range.lowerBound)...\(range.upperBound)"
+        case (.key, .blob(let b)):
+            return b.count == 16 ? nil : "is not a 16-byte key"
+        default:
+            return "has the wrong type"
+        }
     }
 }
 
@@ -74,6 +140,13 @@ package struct TableSchema: Sendable, Hashable {
         self.sql = sql
     }
 
+    /// Why a value is outside a column's domain (naming table, column and record, never the
+    /// value); nil when it is inside.
+    package func domainProblem(_ value: Value, column: Int, record: RecordKey) -> String? {
+        guard column >= 0 && column < columns.count else { return "\(name) has no column \(column)" }
+        return columns[column].domain.problem(value).map { "\(name).\(columns[column].name) of record \(record) \($0)" }
+    }
+
     package func column(_ name: String) -> Int {
         guard let i = columnIndex[name] else { preconditionFailure("no column \(name) in \(self.name)") }
         return i
@@ -104,28 +177,28 @@ package enum Schema {
         id: 1, name: "customers", kind: .registers,
         columns: [
             .init("number", .text),
-            .init("kind", .text),  // person | company
+            .init("kind", .text, .oneOf(["person", "company"])),
             .init("name", .text, personal: true),
             .init("contact_person", .text, personal: true),
-            .init("phone", .text, personal: true),
+            .init("phone", .text, personal: true, .text(maxBytes: 64)),
             .init("email", .text, personal: true),
-            .init("address", .text, personal: true),
+            .init("address", .text, personal: true, .text(maxBytes: 1_024)),
             .init("region", .text),
             .init("industry", .text),
-            .init("home_branch", .text),
+            .init("home_branch", .text, .site),
             .init("account_manager", .text),
-            .init("key_account", .integer),
+            .init("key_account", .integer, .integer(Domain.flag)),
             .init("shipments", .integer),
-            .init("revenue_fen", .integer),
-            .init("profit_fen", .integer),
-            .init("wallet_share_pct", .integer),
-            .init("credit_rating", .text),
+            .init("revenue_fen", .integer, .integer(Domain.money)),
+            .init("profit_fen", .integer, .integer(Domain.money)),
+            .init("wallet_share_pct", .integer, .integer(Domain.percent)),
+            .init("credit_rating", .text, .oneOf(["AAA", "AA", "A", "B", "C", "D"])),
             .init("overdue_payments", .integer),
-            .init("customer_since", .text),
+            .init("customer_since", .text, .text(maxBytes: 10)),
             .init("referral_source", .text),
-            .init("notes", .text, personal: true),
-            .init("archived", .integer),
-            .init("currency", .text),
+            .init("notes", .text, personal: true, .text(maxBytes: Domain.longText)),
+            .init("archived", .integer, .integer(Domain.flag)),
+            .init("currency", .text, .text(maxBytes: 3)),
             // Schema 2.
             .init("city", .text),
             // The customer this one was merged into (a duplicate); written at headquarters only.
@@ -136,11 +209,11 @@ package enum Schema {
         id: 2, name: "contacts", kind: .appendOnly,
         columns: [
             .init("customer_id", .key),
-            .init("kind", .text),  // call | visit | return_visit | praise | suggestion
-            .init("at", .integer),
-            .init("satisfaction", .integer),
+            .init("kind", .text, .oneOf(ContactKind.allCases.map(\.rawValue))),
+            .init("at", .integer, .integer(Domain.instant)),
+            .init("satisfaction", .integer, .integer(1...5)),
             .init("staff", .text),
-            .init("summary", .text, personal: true),
+            .init("summary", .text, personal: true, .text(maxBytes: Domain.longText)),
             // Schema 2: the complaint a return visit follows up.
             .init("complaint_id", .key),
         ])
@@ -151,35 +224,35 @@ package enum Schema {
             .init("number", .text),
             .init("customer_id", .key),
             .init("waybill", .text),
-            .init("category", .text),
-            .init("severity", .text),
+            .init("category", .text, .oneOf(ComplaintCategory.allCases.map(\.rawValue))),
+            .init("severity", .text, .oneOf(ComplaintSeverity.allCases.map(\.rawValue))),
             .init("assignee", .text),
-            .init("description", .text, personal: true),
-            .init("opened_at", .integer),
-            .init("branch", .text),
+            .init("description", .text, personal: true, .text(maxBytes: Domain.longText)),
+            .init("opened_at", .integer, .integer(Domain.instant)),
+            .init("branch", .text, .site),
             // Schema 2: the deadlines in force where and when it was opened, so a later change
             // of the rules does not move them.
-            .init("acknowledge_minutes", .integer),
-            .init("resolve_minutes", .integer),
+            .init("acknowledge_minutes", .integer, .integer(Domain.minutes)),
+            .init("resolve_minutes", .integer, .integer(Domain.minutes)),
         ])
 
     package static let complaintNotes = TableSchema(
         id: 4, name: "complaint_notes", kind: .appendOnly,
         columns: [
             .init("complaint_id", .key),
-            .init("at", .integer),
+            .init("at", .integer, .integer(Domain.instant)),
             .init("author", .text),
-            .init("text", .text, personal: true),
+            .init("text", .text, personal: true, .text(maxBytes: Domain.longText)),
         ])
 
     package static let complaintTransitions = TableSchema(
         id: 5, name: "complaint_transitions", kind: .appendOnly,
         columns: [
             .init("complaint_id", .key),
-            .init("epoch", .integer),
-            .init("stage", .integer),
-            .init("at", .integer),
-            .init("site", .text),
+            .init("epoch", .integer, .integer(0...1_000_000)),
+            .init("stage", .integer, .integer(0...Int64(ComplaintStage.closed.rawValue))),
+            .init("at", .integer, .integer(Domain.instant)),
+            .init("site", .text, .site),
         ])
 
     package static let claims = TableSchema(
@@ -189,55 +262,56 @@ package enum Schema {
             .init("customer_id", .key),
             .init("complaint_id", .key),
             .init("waybill", .text),
-            .init("currency", .text),
-            .init("claimed_fen", .integer),
-            .init("assessed_fen", .integer),
-            .init("evidence", .text, personal: true),
-            .init("filed_at", .integer),
-            .init("branch", .text),
+            .init("currency", .text, .text(maxBytes: 3)),
+            .init("claimed_fen", .integer, .integer(Domain.nonNegativeMoney)),
+            .init("assessed_fen", .integer, .integer(Domain.nonNegativeMoney)),
+            .init("evidence", .text, personal: true, .text(maxBytes: Domain.longText)),
+            .init("filed_at", .integer, .integer(Domain.instant)),
+            .init("branch", .text, .site),
         ])
 
     package static let claimTransitions = TableSchema(
         id: 7, name: "claim_transitions", kind: .appendOnly,
         columns: [
             .init("claim_id", .key),
-            .init("stage", .integer),
-            .init("amount_fen", .integer),
-            .init("at", .integer),
-            .init("site", .text),
+            .init("stage", .integer, .integer(0...Int64(ClaimStage.closed.rawValue))),
+            .init("amount_fen", .integer, .integer(Domain.nonNegativeMoney)),
+            .init("at", .integer, .integer(Domain.instant)),
+            .init("site", .text, .site),
         ])
 
     package static let claimPayments = TableSchema(
         id: 8, name: "claim_payments", kind: .appendOnly,
         columns: [
             .init("claim_id", .key),
-            .init("amount_fen", .integer),
-            .init("currency", .text),
-            .init("at", .integer),
+            .init("amount_fen", .integer, .integer(Domain.money)),
+            .init("currency", .text, .text(maxBytes: 3)),
+            .init("at", .integer, .integer(Domain.instant)),
             .init("reference", .text),
-            .init("site", .text),
+            .init("site", .text, .site),
         ])
 
     /// Company-wide rules written at HQ and replicated like data: one record, ``settingsKey``.
     package static let settings = TableSchema(
         id: 9, name: "settings", kind: .registers,
         columns: [
-            .init("approval_threshold_fen", .integer),
+            .init("approval_threshold_fen", .integer, .integer(Domain.nonNegativeMoney)),
             // Schema 2: customer value (see ``ValueRules``).
-            .init("abc_basis", .text),
-            .init("abc_a_pct", .integer),
-            .init("abc_b_pct", .integer),
-            .init("d_overdue_payments", .integer),
-            .init("d_complaints", .integer),
-            .init("d_loyalty_below", .integer),
-            .init("quadrant_history_fen", .integer),
-            .init("quadrant_potential_score", .integer),
-            .init("w_attractiveness", .integer),
-            .init("w_profitability", .integer),
-            .init("w_relationship", .integer),
-            .init("w_credit", .integer),
-            .init("w_loyalty", .integer),
-            .init("w_growth", .integer),
+            .init("abc_basis", .text, .oneOf(ValueRules.Basis.allCases.map(\.rawValue))),
+            .init("abc_a_pct", .integer, .integer(1...100)),
+            .init("abc_b_pct", .integer, .integer(1...100)),
+            .init("d_overdue_payments", .integer, .integer(1...1_000_000)),
+            .init("d_complaints", .integer, .integer(1...1_000_000)),
+            .init("d_loyalty_below", .integer, .integer(Domain.percent)),
+            // -1: the median of the customers reported on.
+            .init("quadrant_history_fen", .integer, .integer(-1...Domain.nonNegativeMoney.upperBound)),
+            .init("quadrant_potential_score", .integer, .integer(Domain.percent)),
+            .init("w_attractiveness", .integer, .integer(0...1_000)),
+            .init("w_profitability", .integer, .integer(0...1_000)),
+            .init("w_relationship", .integer, .integer(0...1_000)),
+            .init("w_credit", .integer, .integer(0...1_000)),
+            .init("w_loyalty", .integer, .integer(0...1_000)),
+            .init("w_growth", .integer, .integer(0...1_000)),
         ])
 
     package static let settingsKey = RecordKey.wellKnown(1)
@@ -247,10 +321,10 @@ package enum Schema {
     package static let slaRules = TableSchema(
         id: 10, name: "sla_rules", kind: .registers,
         columns: [
-            .init("category", .text),
-            .init("severity", .text),
-            .init("acknowledge_minutes", .integer),
-            .init("resolve_minutes", .integer),
+            .init("category", .text, .oneOf(ComplaintCategory.allCases.map(\.rawValue))),
+            .init("severity", .text, .oneOf(ComplaintSeverity.allCases.map(\.rawValue))),
+            .init("acknowledge_minutes", .integer, .integer(Domain.minutes)),
+            .init("resolve_minutes", .integer, .integer(Domain.minutes)),
         ])
 
     /// A customer's business in one month (shipments, revenue, profit): one record per customer
@@ -259,10 +333,10 @@ package enum Schema {
         id: 11, name: "figures", kind: .registers,
         columns: [
             .init("customer_id", .key),
-            .init("month", .text),
+            .init("month", .text, .text(maxBytes: 7)),
             .init("shipments", .integer),
-            .init("revenue_fen", .integer),
-            .init("profit_fen", .integer),
+            .init("revenue_fen", .integer, .integer(Domain.money)),
+            .init("profit_fen", .integer, .integer(Domain.money)),
         ])
 
     package static let tables: [TableSchema] = [

@@ -47,7 +47,8 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
   /// A change set whose producer, or a change whose origin, is not the connected site.
   case forgedOrigin // = 3
 
-  /// A write only HQ may make (settings, a claim approval above the threshold).
+  /// A write only HQ may make (settings, SLA rules, merging customers, a claim approval
+  /// above the threshold).
   case hqOnly // = 4
 
   /// A change whose clock is too far ahead of HQ's: quarantined at HQ, releasable there.
@@ -64,6 +65,10 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
 
   /// The request broke the exchange's order (e.g. no PullStart first).
   case `protocol` // = 9
+
+  /// A change holding a value outside its column's domain (range, length, enumeration;
+  /// CHANGESET.md §8.1): dropped at HQ, reported per change in PushAck.
+  case invalidValue // = 10
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -82,6 +87,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 7: self = .malformed
     case 8: self = .version
     case 9: self = .protocol
+    case 10: self = .invalidValue
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -98,6 +104,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .malformed: return 7
     case .version: return 8
     case .protocol: return 9
+    case .invalidValue: return 10
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -114,6 +121,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     .malformed,
     .version,
     .protocol,
+    .invalidValue,
   ]
 
 }
@@ -354,7 +362,7 @@ public nonisolated struct WirePullBatch: Sendable {
 fileprivate nonisolated let _protobuf_package = "outpost.sync.v1"
 
 nonisolated extension WireReason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_UNAUTHENTICATED\0\u{1}REASON_REVOKED\0\u{1}REASON_FORGED_ORIGIN\0\u{1}REASON_HQ_ONLY\0\u{1}REASON_CLOCK_AHEAD\0\u{1}REASON_TOO_LARGE\0\u{1}REASON_MALFORMED\0\u{1}REASON_VERSION\0\u{1}REASON_PROTOCOL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_UNAUTHENTICATED\0\u{1}REASON_REVOKED\0\u{1}REASON_FORGED_ORIGIN\0\u{1}REASON_HQ_ONLY\0\u{1}REASON_CLOCK_AHEAD\0\u{1}REASON_TOO_LARGE\0\u{1}REASON_MALFORMED\0\u{1}REASON_VERSION\0\u{1}REASON_PROTOCOL\0\u{1}REASON_INVALID_VALUE\0")
 }
 
 nonisolated extension WireHelloRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -1,0 +1,72 @@
+import Foundation
+import GRDB
+import Replication
+
+/// A change of this site that headquarters refused, kept where the clerk can see it.
+public struct RefusedChange: Sendable, Codable, Hashable {
+    public var id: Int64
+    /// When this site learnt of the refusal (Unix milliseconds).
+    public var refusedAt: UInt64
+    /// The table's name, when known.
+    public var table: String?
+    public var record: String
+    /// The refusal's name in the one vocabulary (`HQ_ONLY`, `INVALID_VALUE`, `MALFORMED`, …).
+    public var reason: String
+    /// Headquarters' words (ids and rules only).
+    public var message: String
+    /// The write was set aside: headquarters refused the set holding it as a whole, so it is
+    /// never pushed again and the changes after it flow on.
+    public var setAside: Bool
+}
+
+extension Archive {
+    /// Journals the single changes headquarters refused in a push acknowledgement (it took the
+    /// rest of the set and moved its cursor past them).
+    public func journalRefusals(_ refusals: [(record: String, reason: String, message: String)]) throws {
+        guard !refusals.isEmpty else { return }
+        try writer.write { db in
+            for r in refusals {
+                guard let key = RecordKey(r.record) else { continue }
+                try db.execute(
+                    sql: "INSERT INTO refused_changes(refused_at, key, reason, message) VALUES (?, ?, ?, ?)",
+                    arguments: [Int64(core.environment.now()), key.data, String(r.reason.prefix(64)), String(r.message.prefix(1_000))])
+            }
+        }
+    }
+
+    /// Sets aside the writes of a set headquarters refused as a whole: journaled, and left out
+    /// of every later push, so the changes after them still reach headquarters.
+    public func setAside(_ set: ChangeSet, reason: String, message: String) throws {
+        try writer.write { db in
+            for change in set.changes where change.origin == core.site {
+                try db.execute(
+                    sql: "INSERT INTO refused_changes(refused_at, tbl, key, hlc, reason, message) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [
+                        Int64(core.environment.now()), Int64(change.table), change.key.data, Int64(bitPattern: change.stamp.time.rawValue),
+                        String(reason.prefix(64)), String(message.prefix(1_000)),
+                    ])
+            }
+        }
+    }
+
+    /// The journal of refused changes, newest first.
+    public func refusedChanges(limit: Int = 1_000) throws -> [RefusedChange] {
+        try read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT id, refused_at, tbl, key, hlc, reason, message FROM refused_changes ORDER BY id DESC LIMIT ?",
+                arguments: [limit]
+            ).map { row in
+                RefusedChange(
+                    id: row[0], refusedAt: UInt64(max(0, row[1] as Int64)), table: (row[2] as Int64?).flatMap { Schema.table(UInt8(clamping: $0))?.name },
+                    record: RecordKey(data: row[3]).description, reason: row[5], message: row[6], setAside: (row[4] as Int64?) != nil)
+            }
+        }
+    }
+
+    /// The SQL that leaves set-aside writes out of a push (`changelog` rows), or "" when there
+    /// are none, which is the common case and costs the export nothing.
+    func setAsideFilter(_ db: Database) throws -> String {
+        guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM refused_changes WHERE hlc IS NOT NULL)") == true else { return "" }
+        return " AND NOT EXISTS (SELECT 1 FROM refused_changes r WHERE r.key = changelog.key AND r.hlc = changelog.hlc)"
+    }
+}
