@@ -199,8 +199,11 @@ extension Archive {
     /// Why a well-formed change breaks a rule, judged only from the change and replicated
     /// configuration, so every site drops it alike; `nil` when it is valid.
     static func ruleViolation(_ change: Change, headquarters: SiteID, approvalThreshold: Int64) -> String? {
-        if (change.table == Schema.settings.id || change.table == Schema.slaRules.id) && change.origin != headquarters {
+        if change.table == Schema.settings.id && change.origin != headquarters {
             return "only headquarters may change settings"
+        }
+        if change.table == Schema.slaRules.id && change.origin != headquarters {
+            return "only headquarters may change SLA rules"
         }
         if change.table == Schema.customers.id, change.origin != headquarters, case .fields(let writes) = change.body,
             writes.contains(where: { $0.column == Schema.customers.column("merged_into") })

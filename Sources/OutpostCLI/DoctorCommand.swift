@@ -108,7 +108,9 @@ struct DoctorCommand: AsyncParsableCommand {
                     text += state.connected ? ", connected to headquarters" : ", not connected"
                     if let last = state.lastSuccessMilliseconds { text += ", last caught up \(Output.time(milliseconds: Int64(last)))" }
                 }
-                let stale = state.role == "branch" && (state.lastSuccessMilliseconds.map { Self.now() - $0 > 3_600_000 } ?? true)
+                // Never caught up counts from the daemon's start: one just started is not stale.
+                let since = state.lastSuccessMilliseconds ?? state.startedMilliseconds
+                let stale = state.role == "branch" && (since.map { Self.now() > $0 && Self.now() - $0 > 3_600_000 } ?? true)
                 if stale, let error = state.lastError {
                     add("daemon", .warn, text + "; not caught up for over an hour: \(error.prefix(160))")
                 } else {

@@ -22,6 +22,9 @@ public struct SyncState: Sendable, Codable, Equatable {
     public var clockOffsetMilliseconds: Int64?
     /// Daemon process id and when the state was written.
     public var pid: Int32 = getpid()
+    /// When this daemon started (a daemon that has not caught up yet is only stale once it
+    /// has been trying for a while).
+    public var startedMilliseconds: UInt64?
     public var updatedMilliseconds: UInt64 = 0
     /// At headquarters: every branch seen since the daemon started.
     public var branches: [BranchRegistry.Entry]?
@@ -137,6 +140,7 @@ public final class BranchClient: Sendable {
         var initial = dataDirectory.flatMap(SyncState.load(fromDataDirectory:)) ?? SyncState(role: "branch", site: archive.site.code)
         initial.role = "branch"
         initial.pid = getpid()
+        initial.startedMilliseconds = nowMilliseconds()
         initial.site = archive.site.code
         initial.hqAddress = hq.description
         initial.connected = false

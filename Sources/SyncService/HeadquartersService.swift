@@ -276,11 +276,17 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             group.addTask { [self] in
                 var iterator = starts.makeAsyncIterator()
                 guard let start = await iterator.next() else { return .sender }
-                try await send(to: site, serial: serial, start: start, response: response)
+                do {
+                    try await send(to: site, serial: serial, start: start, response: response)
+                } catch  where Task.isCancelled {
+                    // The branch ended its side (half-close) and the reader stopped the
+                    // sender: the call ends OK, as the protocol says (§5.3).
+                }
                 return .sender
             }
             // Once: the sender ends when caught up, the reader when the branch has sent its
-            // last acknowledgement. Follow: either ending ends the call.
+            // last acknowledgement. Follow: either ending ends the call; the branch's
+            // half-close ends it with OK.
             while let finished = try await group.next() {
                 if finished == .reader { group.cancelAll() }
             }

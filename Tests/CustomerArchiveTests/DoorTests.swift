@@ -104,3 +104,15 @@ struct DoorTests {
         #expect(try hq.cursor(for: sh01.site).receivedThrough == (1 << Archive.epochShift) + 5)
     }
 }
+
+@Suite("Protocol documents")
+struct ProtocolDocumentTests {
+    /// protocols/CHANGESET.md §10.3 is the spec other clients judge values by: it must be the
+    /// schema's own domains, column by column.
+    @Test("CHANGESET.md lists every column's domain exactly as the schema declares it")
+    func domainTableMatchesTheSchema() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("protocols/CHANGESET.md"), encoding: .utf8)
+        #expect(text.contains(Schema.domainsMarkdown), "regenerate §10.3 from Schema.domainsMarkdown:\n\(Schema.domainsMarkdown)")
+    }
+}

@@ -180,6 +180,29 @@ struct RefusalTests {
         #expect(try setup.hqDump == before, "HQ's archive changed")
     }
 
+    /// protocols/README.md §5.3: a follow-mode pull the branch half-closes ends with OK.
+    @Test func aHalfClosedFollowPullEndsOK() async throws {
+        let setup = try Setup()
+        let batches = try await setup.withClient(setup.tls("BJ01")) { client in
+            try await client.pull(
+                requestProducer: { writer in
+                    var start = WirePullStart()
+                    start.follow = true
+                    var message = WirePullRequest()
+                    message.start = start
+                    try await writer.write(message)
+                    // Half-close once the first batch is surely out.
+                    try await Task.sleep(for: .milliseconds(500))
+                },
+                onResponse: { response in
+                    var count = 0
+                    for try await _ in response.messages { count += 1 }
+                    return count
+                })
+        }
+        #expect(batches >= 1)
+    }
+
     @Test func aClockTooFarAheadIsQuarantined() async throws {
         let setup = try Setup()
         let before = try setup.hqDump

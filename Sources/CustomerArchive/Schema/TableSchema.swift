@@ -347,4 +347,24 @@ package enum Schema {
     static let byID: [UInt8: TableSchema] = Dictionary(uniqueKeysWithValues: tables.map { ($0.id, $0) })
 
     package static func table(_ id: UInt8) -> TableSchema? { byID[id] }
+
+    /// Every column's domain as the Markdown table in protocols/CHANGESET.md §10.3 (a test
+    /// keeps the two the same).
+    package static var domainsMarkdown: String {
+        var lines = ["| Table | Col | Name | Domain (null is always allowed) |", "|---|---|---|---|"]
+        for table in tables {
+            for (i, column) in table.columns.enumerated() {
+                let domain: String =
+                    switch column.domain {
+                    case .text(let max): "text, at most \(max) bytes of UTF-8"
+                    case .oneOf(let values): "one of " + values.map { "`\($0)`" }.joined(separator: ", ")
+                    case .integer(let range): "integer \(range.lowerBound) … \(range.upperBound)"
+                    case .site: "a site code (§2.6)"
+                    case .key: "a 16-byte key"
+                    }
+                lines.append("| \(table.id) `\(table.name)` | \(i) | `\(column.name)` | \(domain) |")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
 }

@@ -67,7 +67,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
   case `protocol` // = 9
 
   /// A change holding a value outside its column's domain (range, length, enumeration;
-  /// CHANGESET.md §8.1): dropped at HQ, reported per change in PushAck.
+  /// CHANGESET.md §10.3): dropped at HQ, reported per change in PushAck.
   case invalidValue // = 10
   case UNRECOGNIZED(Int)
 
