@@ -123,11 +123,15 @@ public struct Simulation {
             summary.exchanges += 1
             let cursor = try to.archive.cursor(for: from.site).receivedThrough
             let includeOwn = try from === hq && to.archive.recoveringSince() != nil
+            // A branch sends HQ its own changes only, as the line does; HQ judges them at its
+            // door (the same function for the line and for files).
+            let toHQ = to === hq
             var after = cursor
             var batches: [ChangeSet] = []
             while true {
                 let limit = faults ? Int(1 + rng.next() % 8) : 50
-                let set = try from.archive.exportChanges(after: after, excluding: includeOwn ? nil : to.site, limit: limit)
+                let set = try from.archive.exportChanges(
+                    after: after, excluding: includeOwn || toHQ ? nil : to.site, origin: toHQ ? from.site : nil, limit: limit)
                 if set.through == after { break }
                 // Through the wire format: encode, decode.
                 batches.append(try ChangeSetCodec.decode(try ChangeSetCodec.encode(set)))
@@ -140,7 +144,7 @@ public struct Simulation {
             for batch in batches {
                 if faults && chance(10) { summary.droppedBatches += 1; continue }
                 if faults && chance(5) { summary.crashes += 1; break }  // the receiver dies here
-                let report = try to.archive.apply(batch, options: ApplyOptions(batchSize: faults ? Int(1 + rng.next() % 6) : 5_000))
+                let report = try to.archive.admit(batch, from: from.site, batchSize: faults ? Int(1 + rng.next() % 6) : 5_000)
                 summary.conflicts += report.conflicts
                 if report.quarantined > 0 || report.refused > 0 {
                     throw Failure(seed: seed, problem: "an honest change was refused or quarantined at \(to.site): \(report)")
@@ -290,8 +294,13 @@ public struct Simulation {
                     let b = pick(Array(replicas.dropFirst()))!
                     if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
                     if chance(10), let other = pick(Array(replicas.dropFirst())), other !== b {
-                        // A change-set file carried by hand between two branches.
-                        try exchange(from: b, to: other, faults: true)
+                        // A change-set file carried by hand between two branches: the door
+                        // refuses it (a branch takes headquarters' sets only) and nothing changes.
+                        let file = try b.archive.exportChanges(excluding: other.site)
+                        do {
+                            try other.archive.admit(file, from: b.site)
+                            throw Failure(seed: seed, problem: "branch \(other.site) applied a change set from branch \(b.site)")
+                        } catch let e as ArchiveError where e.code == .forgedOrigin {}
                     }
                 }
             } catch let e as ArchiveError where e.code == .notFound || e.code == .invalidState || e.code == .refused || e.code == .invalidInput {

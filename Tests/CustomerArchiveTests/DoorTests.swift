@@ -79,6 +79,12 @@ struct DoorTests {
         #expect(try bj01.canonicalDump() == bjBefore)
         // The genuine set passes.
         #expect(try hq.admit(own, from: sh01.site).applied > 0)
+        // A file is judged like the line: its own changes' clocks are checked for drift.
+        sites.environment.advance(milliseconds: 3_600_000)
+        _ = try sh01.addCustomer(["name": .text("未来")])
+        sites.environment.now -= 3_600_000
+        let ahead = try sh01.exportChanges(after: own.through)
+        #expect(try hq.admit(ahead, from: sh01.site).quarantined == ahead.changes.count)
     }
 
     @Test("a branch's set moves its cursor at headquarters only as far as its log can reach")
