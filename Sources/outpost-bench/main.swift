@@ -186,6 +186,22 @@ print(
     "local writes, one per transaction (\(n)): plain \(fmt(plainLocalTime)) s, archive with capture \(fmt(archiveLocalTime)) s → overhead \(fmt(archiveLocalTime / plainLocalTime))× (goal ≤ 1.3×)"
 )
 
+// MARK: 4. The door's cost: judging every value against its domain at HQ
+// The same set of new customers into two fresh HQ archives, with and without the domain
+// judgement HQ's door adds (Archive.admit); the rest of the apply is identical.
+var doorTimes: (plain: Double, judged: Double) = (.infinity, .infinity)
+for round in 0..<3 {
+    for judged in [false, true] {
+        let target = try Archive.create(
+            at: dir.file("door-\(round)-\(judged).sqlite"), site: .headquarters, role: .hq, environment: env.environment)
+        let t = try time { _ = try target.apply(createSet, options: ApplyOptions(checkDrift: false, batchSize: batch * 2, judgeDomains: judged)) }
+        if judged { doorTimes.judged = min(doorTimes.judged, t) } else { doorTimes.plain = min(doorTimes.plain, t) }
+    }
+}
+print(
+    "door (\(options.customers) new customers, best of 3): apply \(fmt(doorTimes.plain)) s, apply judging every value's domain \(fmt(doorTimes.judged)) s → ratio \(fmt(doorTimes.plain / doorTimes.judged))×"
+)
+
 extension Value {
     var sqlValue: DatabaseValue {
         switch self {
