@@ -180,6 +180,31 @@ struct RefusalTests {
         #expect(try setup.hqDump == before, "HQ's archive changed")
     }
 
+    /// The poison value that once crashed every site: a complaint whose deadline is ~1.5e14
+    /// minutes. HQ drops it at the door, naming table, column and record; the rest is taken.
+    @Test func aValueOutsideItsDomainIsRefused() async throws {
+        let setup = try Setup()
+        let before = try setup.hqDump
+        let now = Self.now()
+        var random = SystemRandomNumberGenerator()
+        let complaint = RecordKey.version7(milliseconds: now, using: &random)
+        let c = Schema.complaints
+        let poison = Change(
+            table: c.id, key: complaint, stamp: Stamp(time: Timestamp(milliseconds: now, counter: 0), site: try SiteID("SH01")),
+            body: .fields([
+                FieldWrite(column: c.column("number"), value: .text("SH01-2026-999999")),
+                FieldWrite(column: c.column("resolve_minutes"), value: .integer(150_000_000_000_000)),
+            ]))
+        let fine = try Self.newCustomer(origin: "SH01")
+        let ack = try await setup.push(try Self.encode([poison, fine], producer: "SH01"), as: "SH01")
+        #expect(ack.refusals.map(\.reason) == [.invalidValue], "\(ack)")
+        #expect(ack.refusals.first?.message.contains("complaints.resolve_minutes of record \(complaint)") == true, "\(ack)")
+        #expect(ack.applied == 1, "\(ack)")
+        try setup.expectLogged("reason=INVALID_VALUE", "record=\(complaint)")
+        #expect(try setup.hqDump != before, "the valid change was not taken")
+        #expect(try setup.network.hq.run("complaint", "list").status == 0)
+    }
+
     /// protocols/README.md §5.3: a follow-mode pull the branch half-closes ends with OK.
     @Test func aHalfClosedFollowPullEndsOK() async throws {
         let setup = try Setup()

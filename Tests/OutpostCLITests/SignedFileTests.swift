@@ -1,4 +1,6 @@
+import CustomerArchive
 import Foundation
+import Replication
 import SyncService
 import Testing
 
@@ -55,6 +57,23 @@ struct SignedFileTests {
         let unsignedPath = sandbox.path("unsigned.opcs")
         try Data(payload).write(to: URL(fileURLWithPath: unsignedPath))
         #expect(try hq.refused("changes", "apply", unsignedPath).contains("not signed"))
+
+        // SH01's own signature on a set holding a settings change that claims HQ's origin: the
+        // file that once raised HQ's approval threshold. HQ's door refuses it like the line.
+        let sh01Key = try String(contentsOfFile: sh.dataDir + "/tls/SH01-key.pem", encoding: .utf8)
+        let sh01Certificate = try String(contentsOfFile: sh.dataDir + "/tls/SH01.pem", encoding: .utf8)
+        let threshold = Change(
+            table: Schema.settings.id, key: Schema.settingsKey,
+            stamp: Stamp(time: Timestamp(milliseconds: UInt64(Date().timeIntervalSince1970 * 1000), counter: 0), site: .headquarters),
+            body: .fields([FieldWrite(column: Schema.settings.column("approval_threshold_fen"), value: .integer(99_999_999))]))
+        var set = try ChangeSetCodec.decode(payload)
+        set.changes.append(threshold)
+        let settingsPath = sandbox.path("settings.opcs")
+        try Data(try SignedChangeSet.sign(try ChangeSetCodec.encode(set), certificatePEM: sh01Certificate, keyPEM: sh01Key))
+            .write(to: URL(fileURLWithPath: settingsPath))
+        #expect(try hq.refused("changes", "apply", settingsPath).contains("claims origin HQ"))
+        // Branches take headquarters' files only, never each other's.
+        #expect(try bj.refused("changes", "apply", good).contains("headquarters"))
 
         // The genuine file applies, and BJ01 checks HQ's signature in turn.
         try hq.ok("changes", "apply", good)
