@@ -100,8 +100,9 @@ public struct DaemonConfiguration: Sendable {
     /// Every key the file may hold, in the order `deploy/outpost.toml` documents them.
     public static let keys = [
         "data_dir", "sync.hq_address", "sync.listen_address", "sync.poll_interval_ms", "sync.retry_initial_ms", "sync.retry_max_ms",
-        "sync.batch_max_bytes", "sync.batch_max_changes", "sync.max_clock_drift_ms", "tls.ca_file", "tls.certificate_file", "tls.key_file",
-        "tls.revoked_file", "metrics.enabled", "metrics.listen_address", "log.level",
+        "sync.batch_max_bytes", "sync.batch_max_changes", "sync.max_clock_drift_ms", "sync.handshake_timeout_ms", "sync.first_call_timeout_ms",
+        "sync.idle_timeout_ms", "sync.max_connections", "sync.max_connections_per_site", "sync.max_streams_per_connection", "tls.ca_file",
+        "tls.certificate_file", "tls.key_file", "tls.revoked_file", "metrics.enabled", "metrics.listen_address", "log.level",
     ]
 
     /// Records that a flag set `key` (for `config check`).
@@ -119,6 +120,12 @@ public struct DaemonConfiguration: Sendable {
         case "sync.batch_max_bytes": "\(limits.batchMaximumBytes)"
         case "sync.batch_max_changes": "\(limits.batchMaximumChanges)"
         case "sync.max_clock_drift_ms": "\(limits.maximumClockDriftMilliseconds)"
+        case "sync.handshake_timeout_ms": "\(limits.handshakeTimeoutMilliseconds)"
+        case "sync.first_call_timeout_ms": "\(limits.firstCallTimeoutMilliseconds)"
+        case "sync.idle_timeout_ms": "\(limits.idleTimeoutMilliseconds)"
+        case "sync.max_connections": "\(limits.maximumConnections)"
+        case "sync.max_connections_per_site": "\(limits.maximumConnectionsPerSite)"
+        case "sync.max_streams_per_connection": "\(limits.maximumStreamsPerConnection)"
         case "tls.ca_file": caFile ?? "(default for the role)"
         case "tls.certificate_file": certificateFile ?? "(default for the role)"
         case "tls.key_file": keyFile ?? "(default for the role)"
@@ -168,6 +175,12 @@ public struct DaemonConfiguration: Sendable {
         case "sync.batch_max_bytes": limits.batchMaximumBytes = Int(try integer(4_096...64 << 20))
         case "sync.batch_max_changes": limits.batchMaximumChanges = Int(try integer(1...1_000_000))
         case "sync.max_clock_drift_ms": limits.maximumClockDriftMilliseconds = UInt64(try integer(1_000...86_400_000))
+        case "sync.handshake_timeout_ms": limits.handshakeTimeoutMilliseconds = Int(try integer(100...600_000))
+        case "sync.first_call_timeout_ms": limits.firstCallTimeoutMilliseconds = Int(try integer(100...600_000))
+        case "sync.idle_timeout_ms": limits.idleTimeoutMilliseconds = Int(try integer(1_000...86_400_000))
+        case "sync.max_connections": limits.maximumConnections = Int(try integer(1...1_000_000))
+        case "sync.max_connections_per_site": limits.maximumConnectionsPerSite = Int(try integer(1...10_000))
+        case "sync.max_streams_per_connection": limits.maximumStreamsPerConnection = Int(try integer(3...10_000))
         case "tls.ca_file": caFile = try string()
         case "tls.certificate_file": certificateFile = try string()
         case "tls.key_file": keyFile = try string()

@@ -122,14 +122,27 @@ extension Daemon {
                 return (["site": c.peer], max(0, now - Double(ms) / 1000))
             }
             out.gauge("outpost_branch_seconds_since_push", "Seconds since a branch last delivered a change set.", seen)
+            if let connections = view.connections {
+                out.gauge(
+                    "outpost_open_connections", "Connections open at headquarters, from accept to close, authenticated or not.",
+                    [([:], Double(connections.open))])
+                out.gauge(
+                    "outpost_connection_limit", "The most connections headquarters holds at once (sync.max_connections, fitted to the descriptor limit).",
+                    [([:], Double(connections.maximum))])
+            }
         }
         let counters = metrics.snapshot
         let help: [(String, String)] = [
             (SyncMetrics.applied, "Changes from peers applied here, by direction (pulled at a branch, received at headquarters)."),
             (SyncMetrics.sent, "Changes sent to peers."),
             (SyncMetrics.conflicts, "Concurrent writes that lost and went to the conflict journal."),
-            (SyncMetrics.refusals, "Refused calls, change sets and changes, by reason."),
+            (
+                SyncMetrics.refusals,
+                "Refused connections, calls, change sets and changes, by reason (connections: TLS_HANDSHAKE, TLS_VERSION, HANDSHAKE_TIMEOUT, "
+                    + "FIRST_CALL_TIMEOUT, IDLE_TIMEOUT, CONNECTION_LIMIT, SITE_CONNECTION_LIMIT)."
+            ),
             (SyncMetrics.failures, "Sessions with headquarters that failed (a branch reconnects with backoff)."),
+            (SyncMetrics.connections, "Connections headquarters accepted, refused ones included."),
         ]
         for (name, text) in help {
             let series = counters.filter { $0.series.name == name }.map { ($0.series.labels, Double($0.value)) }

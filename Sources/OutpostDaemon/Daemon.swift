@@ -246,10 +246,12 @@ public struct Daemon: Sendable {
         let limits = configuration.limits
         let state = StateFile(directory: dataDirectory, initial: SyncState(role: "hq", site: archive.site.code))
         let registry = BranchRegistry(onChange: { state.markDirty() })
+        let connections = connectionLimiter(limits)
         let service = HeadquartersService(
             archive: archive, limits: limits, watch: watch, revokedFile: files.revoked, registry: registry, logger: logger, metrics: metrics,
-            health: health)
+            health: health, connections: connections)
         view.set(registry: registry)
+        view.set(connections: connections)
         let server = try service.makeServer(address: listen, tls: files)
         let logger = self.logger
         return ClosureService {
@@ -257,7 +259,12 @@ public struct Daemon: Sendable {
             try await withGracefulShutdownHandler {
                 async let ready: Void = {
                     guard let bound = try await server.listeningAddress else { return }
-                    logger.info("serving branches", metadata: ["address": "\(bound)"])
+                    logger.info(
+                        "serving branches",
+                        metadata: [
+                            "address": "\(bound)", "max_connections": "\(connections.maximum)",
+                            "max_connections_per_site": "\(connections.maximumPerSite)",
+                        ])
                     onReady("\(bound)")
                 }()
                 // The state file for `outpost status`: rewritten within a quarter second of a
@@ -296,6 +303,23 @@ public struct Daemon: Sendable {
                 }
             }
         }
+    }
+
+    /// The connection caps in force: the descriptor limit is raised to its hard limit first,
+    /// and `sync.max_connections` lowered to fit under it, so accept never runs out of
+    /// descriptors.
+    private func connectionLimiter(_ limits: SyncLimits) -> ConnectionLimiter {
+        let descriptors = DescriptorLimit.raiseToHard()
+        let maximum = ConnectionLimiter.effectiveMaximum(configured: limits.maximumConnections, descriptorLimit: descriptors)
+        if maximum < limits.maximumConnections {
+            logger.notice(
+                "sync.max_connections lowered to fit the descriptor limit (raise LimitNOFILE to allow more)",
+                metadata: [
+                    "max_connections": "\(maximum)", "configured": "\(limits.maximumConnections)",
+                    "descriptor_limit": "\(descriptors.map { "\($0)" } ?? "?")",
+                ])
+        }
+        return ConnectionLimiter(maximum: maximum, maximumPerSite: limits.maximumConnectionsPerSite)
     }
 
     // MARK: Branch

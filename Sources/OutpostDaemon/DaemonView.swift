@@ -12,6 +12,7 @@ final class DaemonView: Sendable {
         var ready = false
         var branch: BranchClient?
         var registry: BranchRegistry?
+        var connections: ConnectionLimiter?
     }
 
     private let state = Mutex(State())
@@ -19,10 +20,12 @@ final class DaemonView: Sendable {
     func set(ready: Bool) { state.withLock { $0.ready = ready } }
     func set(branch: BranchClient) { state.withLock { $0.branch = branch } }
     func set(registry: BranchRegistry) { state.withLock { $0.registry = registry } }
+    func set(connections: ConnectionLimiter) { state.withLock { $0.connections = connections } }
 
     var isReady: Bool { state.withLock { $0.ready } }
     var branch: BranchClient? { state.withLock { $0.branch } }
     var registry: BranchRegistry? { state.withLock { $0.registry } }
+    var connections: ConnectionLimiter? { state.withLock { $0.connections } }
 
     /// One line for `systemctl status`: ids and counts only.
     func statusLine(site: SiteID) -> String {

@@ -20,14 +20,20 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     let logger: Logger
     let metrics: SyncMetrics
     let health: StorageHealth
+    /// The caps on connections, counted by ``makeServer(address:tls:)``'s guards.
+    let connections: ConnectionLimiter
     private let stopping = Atomic(false)
 
+    /// - Parameter connections: the connection caps; by default the configured ones, not
+    ///   lowered to the descriptor limit (the daemon passes the lowered ones).
     public init(
         archive: Archive, limits: SyncLimits, watch: LogWatch, revokedFile: String?, registry: BranchRegistry, logger: Logger,
-        metrics: SyncMetrics = SyncMetrics(), health: StorageHealth = StorageHealth()
+        metrics: SyncMetrics = SyncMetrics(), health: StorageHealth = StorageHealth(), connections: ConnectionLimiter? = nil
     ) {
         self.metrics = metrics
         self.health = health
+        self.connections =
+            connections ?? ConnectionLimiter(maximum: limits.maximumConnections, maximumPerSite: limits.maximumConnectionsPerSite)
         self.archive = archive
         self.limits = limits
         self.watch = watch

@@ -40,6 +40,7 @@ public final class SyncMetrics: Sendable {
     public static let refusals = "outpost_refusals_total"
     public static let sent = "outpost_changes_sent_total"
     public static let failures = "outpost_sync_failures_total"
+    public static let connections = "outpost_connections_total"
 
     /// Records what applying one set from a peer did.
     func record(_ report: ApplyReport, direction: String) {

@@ -17,6 +17,24 @@ public struct SyncLimits: Sendable, Equatable {
     /// HQ quarantines a change whose clock is further ahead of its own wall clock.
     public var maximumClockDriftMilliseconds: UInt64 = 300_000
 
+    // Connection limits at headquarters: they bound what a peer that is not (yet) a known
+    // branch can hold, so such peers can never use up HQ's file descriptors.
+
+    /// HQ closes a connection whose TLS handshake has not completed this long after accept.
+    public var handshakeTimeoutMilliseconds = 10_000
+    /// HQ closes a connection that completed TLS but opened no call (HTTP/2 stream) this long
+    /// after the handshake.
+    public var firstCallTimeoutMilliseconds = 10_000
+    /// HQ asks a connection without open calls for this long to go away (HTTP/2 GOAWAY).
+    public var idleTimeoutMilliseconds = 300_000
+    /// Connections HQ holds at once, from accept to close; never more than the process's
+    /// descriptor limit allows (``ConnectionLimiter/effectiveMaximum(configured:descriptorLimit:)``).
+    public var maximumConnections = 4_096
+    /// Connections one site's certificate may hold at once (a branch needs one).
+    public var maximumConnectionsPerSite = 8
+    /// Calls open at once on one connection (a branch opens at most three).
+    public var maximumStreamsPerConnection = 16
+
     public init() {}
 
     /// The largest message either side accepts: a full batch that compressed not at all,

@@ -32,6 +32,8 @@ struct ConfigurationTests {
             ("data_dir = \"/srv\"\ndata_dir = \"/srv\"\n", 2, nil, "already set on line 1"),
             ("[sync]\nlisten_address = 0.0.0.0:7443\n", 2, nil, "strings need quotes"),
             ("[sync]\nretry_initial_ms = 5000\nretry_max_ms = 1000\n", 3, "sync.retry_max_ms", "must not be below"),
+            ("[sync]\nmax_connections = 0\n", 2, "sync.max_connections", "between 1 and 1000000"),
+            ("[sync]\nhandshake_timeout_ms = 10\n", 2, "sync.handshake_timeout_ms", "between 100"),
         ] as [(String, Int, String?, String)])
     func mistakesNameTheLineAndKey(text: String, line: Int, key: String?, words: String) throws {
         let directory = try TemporaryDirectoryForTests()

@@ -73,6 +73,9 @@ final class ServeProcess {
 
     var isRunning: Bool { process.isRunning }
 
+    /// The daemon's process id (a wrapper such as `prlimit` execs the daemon: same id).
+    var pid: Int32 { process.processIdentifier }
+
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     /// Waits until the daemon logged that it serves (HQ listens; a branch started).
@@ -157,8 +160,10 @@ final class Network {
     var codes: [String] { ["HQ"] + branches.keys.sorted() }
 
     /// Starts a site's daemon (or restarts it after it exited) and waits until it serves.
+    /// - Parameter wrapper: a command the daemon runs under, e.g. `prlimit --nofile=N:N --`
+    ///   (at the first start only).
     @discardableResult
-    func start(_ code: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> ServeProcess {
+    func start(_ code: String, wrapper: [String] = [], sourceLocation: SourceLocation = #_sourceLocation) throws -> ServeProcess {
         if let existing = daemons[code] {
             if !existing.isRunning {
                 try existing.restart()
@@ -169,7 +174,7 @@ final class Network {
         let arguments =
             code == "HQ"
             ? ["--listen", hqAddress] : ["--hq", hqAddress]
-        let daemon = try ServeProcess(site: site(code), arguments: arguments, logPath: sandbox.path("\(code).log"), config: configPath)
+        let daemon = try ServeProcess(site: site(code), arguments: arguments, logPath: sandbox.path("\(code).log"), config: configPath, wrapper: wrapper)
         try daemon.waitReady(sourceLocation: sourceLocation)
         daemons[code] = daemon
         return daemon

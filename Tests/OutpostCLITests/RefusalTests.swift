@@ -18,7 +18,10 @@ struct RefusalTests {
         let network: Network
         let hqDaemon: ServeProcess
         init() throws {
-            network = try Network(branches: ["BJ01", "SH01"])
+            // The raw clients here run in the test process, whose concurrency pool the other
+            // suites (the simulation above all) can keep busy for many seconds between the TLS
+            // handshake and the first call: HQ's first-call deadline must not cut them off.
+            network = try Network(branches: ["BJ01", "SH01"], config: "[sync]\nfirst_call_timeout_ms = 600000\n")
             hqDaemon = try network.start("HQ")
             try network.site("SH01").ok("customer", "add", "--name", "既有客户", "--phone", "13900001111")
             let sync = try network.site("SH01").run("sync", "--once", "--hq", network.hqAddress)
