@@ -89,6 +89,14 @@ final class ConnectionGuardHandler: ChannelInboundHandler {
             let tls = try channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
             let handler = ConnectionGuardHandler(tls: tls, settings: settings, limiter: limiter, logger: logger, metrics: metrics)
             try channel.pipeline.syncOperations.addHandler(handler, position: .after(tls))
+            // A branch whose line died without a word (a NAT dropped it) would hold its
+            // connection, and a slot of its per-site share, until TCP gives up (~15 min): the
+            // branch reconnects after 45 s, so a flapping line could lock it out. HQ writes to a
+            // following pull every 15 s; data unacknowledged for 60 s closes the connection.
+            #if os(Linux)
+                try? channel.syncOptions?.setOption(
+                    ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 18 /* TCP_USER_TIMEOUT */)), value: 60_000)
+            #endif
         }
     }
 
@@ -146,7 +154,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler {
             if let version = tls?.tlsVersion, version != .tlsv13 {
                 refuse(
                     context, "TLS_VERSION", "refused a connection below TLS 1.3",
-                    ["version": "\(version)", "site": "\(claimedSite ?? "-")", "reason": "UNAUTHENTICATED"])
+                    ["version": "\(version)", "site": "\(claimedSite ?? "-")"])
                 return
             }
             // The chain is verified by now: the name is the one HQ's authority signed.
@@ -174,7 +182,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler {
                 metrics?.refused("TLS_HANDSHAKE")
                 logger.warning(
                     "refused a TLS connection",
-                    metadata: ["peer": "\(peer(context))", "site": "\(claimedSite ?? "-")", "reason": "UNAUTHENTICATED", "detail": "\(detail)"])
+                    metadata: ["peer": "\(peer(context))", "site": "\(claimedSite ?? "-")", "reason": "TLS_HANDSHAKE", "detail": "\(detail)"])
             case .abandoned:
                 // Typically a client that does not trust HQ's certificate (a wrong ca.pem).
                 logger.info("a peer abandoned the TLS handshake", metadata: ["peer": "\(peer(context))", "detail": "\(detail)"])
