@@ -94,8 +94,9 @@ final class ConnectionGuardHandler: ChannelInboundHandler {
             // branch reconnects after 45 s, so a flapping line could lock it out. HQ writes to a
             // following pull every 15 s; data unacknowledged for 60 s closes the connection.
             #if os(Linux)
+                let tcpUserTimeout: CInt = 18  // TCP_USER_TIMEOUT, <netinet/tcp.h>
                 try? channel.syncOptions?.setOption(
-                    ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: 18 /* TCP_USER_TIMEOUT */)), value: 60_000)
+                    ChannelOptions.Types.SocketOption(level: .tcp, name: .init(rawValue: tcpUserTimeout)), value: 60_000)
             #endif
         }
     }
