@@ -208,6 +208,24 @@ struct RefusalTests {
         #expect(try setup.network.hq.run("complaint", "list").status == 0)
     }
 
+    /// protocols/README.md §2: a message over HQ's transport limit (2 × max_change_set_bytes) is
+    /// stopped by the gRPC library, which resets the stream without a status; the connection
+    /// stays usable. Between the two limits HQ answers TOO_LARGE itself.
+    @Test func aMessageOverTheTransportLimitResetsTheStream() async throws {
+        let setup = try Setup()
+        let before = try setup.hqDump
+        let limits = SyncLimits()
+        var huge: (any Error)?
+        do { _ = try await setup.push(Data(repeating: 0x4F, count: limits.maximumMessageBytes * 2 + 1), as: "SH01") } catch { huge = error }
+        let rpc = try #require(huge as? RPCError, "\(String(describing: huge))")
+        #expect(rpc.metadata[stringValues: "outpost-reason"].map { $0 }.isEmpty, "\(rpc)")
+        // What protocols/README.md §2 promises a Swift client sees.
+        #expect(rpc.code == .unavailable && rpc.message.contains("RST_STREAM") && rpc.message.contains("cancel"), "\(rpc)")
+        var large: (any Error)?
+        do { _ = try await setup.push(Data(repeating: 0x4F, count: limits.maximumMessageBytes + 1), as: "SH01") } catch { large = error }
+        try setup.expectRefused(large, code: .resourceExhausted, reason: "TOO_LARGE", site: "SH01", before: before)
+    }
+
     /// protocols/README.md §5.3: a follow-mode pull the branch half-closes ends with OK.
     @Test func aHalfClosedFollowPullEndsOK() async throws {
         let setup = try Setup()
