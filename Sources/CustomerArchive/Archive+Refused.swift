@@ -70,3 +70,41 @@ extension Archive {
         return " AND NOT EXISTS (SELECT 1 FROM refused_changes r WHERE r.key = changelog.key AND r.hlc = changelog.hlc)"
     }
 }
+
+/// How a branch keeps pushing when headquarters refuses a set as a whole (`MALFORMED`,
+/// `TOO_LARGE`: sending the same set again would fail again): the set is sent again in halves,
+/// and a single write headquarters still refuses is set aside (``Archive/setAside(_:reason:message:)``),
+/// so one bad write never holds back the changes after it. The branch client and the
+/// simulation both follow it.
+public struct PushSplitter: Sendable {
+    /// The limit of changes per set when nothing is being split.
+    public let normalLimit: Int
+    /// The limit for the next set.
+    public private(set) var limit: Int
+
+    public init(limit: Int) {
+        normalLimit = max(1, limit)
+        self.limit = normalLimit
+    }
+
+    public enum Next: Sendable, Equatable {
+        /// Export again from headquarters' cursor with at most this many changes per set.
+        case resend(limit: Int)
+        /// The set is one write: set it aside, then go on at the normal limit.
+        case setAside
+    }
+
+    /// What to do after headquarters refused `set` as a whole.
+    public mutating func refused(_ set: ChangeSet) -> Next {
+        // One write (a record's existence and fields, one key and clock reading) is never
+        // split across sets, so it is the smallest thing that can be set aside.
+        var writes = Set<String>()
+        for change in set.changes { writes.insert("\(change.key)/\(change.stamp.time.rawValue)") }
+        if writes.count > 1 {
+            limit = max(1, min(limit, set.changes.count) / 2)
+            return .resend(limit: limit)
+        }
+        limit = normalLimit
+        return .setAside
+    }
+}

@@ -28,6 +28,11 @@ public struct Simulation {
         public var writes = 0
         public var merges = 0
         public var restores = 0
+        /// Hostile writes a branch logged (a value outside its domain, a column from a newer
+        /// schema) and what HQ's door did with them.
+        public var hostileWrites = 0
+        public var refusedAtDoor = 0
+        public var setAside = 0
         public init() {}
     }
 
@@ -98,10 +103,13 @@ public struct Simulation {
         // Own changes already counted: a restored site gets its own changes back from HQ and
         // logs them again; they are not new writes.
         var counted = Set<String>()
+        /// Records of writes a branch logged that HQ must refuse: refusals of them are expected,
+        /// and they are not writes that must survive.
+        var hostile: Set<RecordKey> = []
         func collect(_ r: Replica) throws {
             let set = try r.archive.exportChanges(after: r.seenSequence)
             r.seenSequence = set.through
-            for c in set.changes where c.origin == r.site && counted.insert("\(c.table)/\(c.key)/\(c.stamp)/\(c.body.kind)").inserted {
+            for c in set.changes where c.origin == r.site && !hostile.contains(c.key) && counted.insert("\(c.table)/\(c.key)/\(c.stamp)/\(c.body.kind)").inserted {
                 if case .fields(let fs) = c.body {
                     for f in fs { writes.append(Write(table: c.table, key: c.key, column: f.column, value: f.value, stamp: c.stamp, base: f.base)) }
                 }
@@ -119,8 +127,32 @@ public struct Simulation {
 
         /// Sends `from`'s log to `to` the way a link with faults would. A branch recovering from
         /// a restore gets its own changes from HQ too, as `PullStart.include_own` asks.
+        /// A set HQ's door refused as a whole (a branch's write HQ cannot take at all).
+        struct RefusedWhole: Error {
+            var set: ChangeSet
+            var message: String
+        }
+
+        /// One exchange as the line makes it. Towards HQ a set refused whole is split and a
+        /// single bad write set aside (`PushSplitter`, the branch client's own policy), so the
+        /// rest still flows.
         func exchange(from: Replica, to: Replica, faults: Bool) throws {
             summary.exchanges += 1
+            var splitter = PushSplitter(limit: 50)
+            while true {
+                do {
+                    try exchangeOnce(from: from, to: to, faults: faults, limit: splitter.limit)
+                    return
+                } catch let refused as RefusedWhole {
+                    if case .setAside = splitter.refused(refused.set) {
+                        try from.archive.setAside(refused.set, reason: "MALFORMED", message: refused.message)
+                        summary.setAside += 1
+                    }
+                }
+            }
+        }
+
+        func exchangeOnce(from: Replica, to: Replica, faults: Bool, limit maximum: Int) throws {
             let cursor = try to.archive.cursor(for: from.site).receivedThrough
             let includeOwn = try from === hq && to.archive.recoveringSince() != nil
             // A branch sends HQ its own changes only, as the line does; HQ judges them at its
@@ -129,7 +161,7 @@ public struct Simulation {
             var after = cursor
             var batches: [ChangeSet] = []
             while true {
-                let limit = faults ? Int(1 + rng.next() % 8) : 50
+                let limit = min(maximum, faults ? Int(1 + rng.next() % 8) : 50)
                 let set = try from.archive.exportChanges(
                     after: after, excluding: includeOwn || toHQ ? nil : to.site, origin: toHQ ? from.site : nil, limit: limit)
                 if set.through == after { break }
@@ -144,9 +176,18 @@ public struct Simulation {
             for batch in batches {
                 if faults && chance(10) { summary.droppedBatches += 1; continue }
                 if faults && chance(5) { summary.crashes += 1; break }  // the receiver dies here
-                let report = try to.archive.admit(batch, from: from.site, batchSize: faults ? Int(1 + rng.next() % 6) : 5_000)
+                let report: ApplyReport
+                do {
+                    report = try to.archive.admit(batch, from: from.site, batchSize: faults ? Int(1 + rng.next() % 6) : 5_000)
+                } catch let e as ArchiveError where toHQ && (e.code == .malformedChangeSet || e.code == .tooLarge) {
+                    guard batch.changes.contains(where: { hostile.contains($0.key) }) else {
+                        throw Failure(seed: seed, problem: "HQ refused an honest set from \(from.site): \(e.message)")
+                    }
+                    throw RefusedWhole(set: batch, message: e.message)
+                }
                 summary.conflicts += report.conflicts
-                if report.quarantined > 0 || report.refused > 0 {
+                summary.refusedAtDoor += report.refusals.count
+                if report.quarantined > 0 || report.refusals.contains(where: { !hostile.contains($0.record) }) {
                     throw Failure(seed: seed, problem: "an honest change was refused or quarantined at \(to.site): \(report)")
                 }
             }
@@ -292,6 +333,20 @@ public struct Simulation {
                     if let backup = b.backup, chance(40) { try restore(b, from: backup) } else { try backUp(b) }
                 default:
                     let b = pick(Array(replicas.dropFirst()))!
+                    if chance(4) {
+                        // A hostile or broken write in the branch's log (a newer schema's column,
+                        // or a value outside its domain): HQ's door must refuse it, and the
+                        // branch's other changes must still flow.
+                        let key = RecordKey.version7(milliseconds: b.environment.now, using: &rng)
+                        let stamp = Stamp(time: Timestamp(milliseconds: b.environment.now, counter: 0), site: b.site)
+                        let write: FieldWrite =
+                            chance(50)
+                            ? FieldWrite(column: 60, value: .text("newer schema"))
+                            : FieldWrite(column: Schema.complaints.column("resolve_minutes"), value: .integer(150_000_000_000_000))
+                        try b.archive.appendToLogOnly(Change(table: Schema.complaints.id, key: key, stamp: stamp, body: .fields([write])))
+                        hostile.insert(key)
+                        summary.hostileWrites += 1
+                    }
                     if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
                     if chance(10), let other = pick(Array(replicas.dropFirst())), other !== b {
                         // A change-set file carried by hand between two branches: the door

@@ -405,34 +405,34 @@ public final class BranchClient: Sendable {
         tracker: ProgressTracker
     ) async throws {
         var held = start
-        var limit = maxChanges
+        var splitter = PushSplitter(limit: maxChanges)
         while true {
             let attempt = PushAttempt(held: held)
             do {
-                try await pushLoop(sync, from: held, follow: follow, maxBytes: maxBytes, maxChanges: limit, tracker: tracker, attempt: attempt)
+                try await pushLoop(
+                    sync, from: held, follow: follow, maxBytes: maxBytes, maxChanges: splitter.limit, tracker: tracker, attempt: attempt)
                 return
             } catch let error as RPCError {
                 guard let reason = Wire.reason(of: error), Self.setAsideReasons.contains(reason), let set = attempt.inFlight else { throw error }
                 metrics.refused(reason.metadataName)
                 held = attempt.held
-                let writes = Set(set.changes.map { "\($0.key)/\($0.stamp.time.rawValue)" }).count
-                if writes > 1 {
-                    limit = max(1, set.changes.count / 2)
+                switch splitter.refused(set) {
+                case .resend(let limit):
                     logger.notice(
                         "headquarters refused a change set whole; sending it in smaller sets",
                         metadata: ["reason": "\(reason.metadataName)", "changes": "\(set.changes.count)", "next_limit": "\(limit)"])
-                    continue
+                case .setAside:
+                    try await Blocking.run { [archive] in try archive.setAside(set, reason: reason.metadataName, message: error.message) }
+                    let record = set.changes.first.map { "\($0.key)" } ?? "-"
+                    logger.error(
+                        "headquarters refused a write; it is set aside and the changes after it are pushed on",
+                        metadata: ["record": "\(record)", "reason": "\(reason.metadataName)"])
+                    updateState {
+                        $0.lastError =
+                            "headquarters refused a write to record \(record) (\(reason.metadataName)); it is set aside, see 'outpost changes refused'"
+                        $0.lastErrorMilliseconds = nowMilliseconds()
+                    }
                 }
-                try await Blocking.run { [archive] in try archive.setAside(set, reason: reason.metadataName, message: error.message) }
-                let record = set.changes.first.map { "\($0.key)" } ?? "-"
-                logger.error(
-                    "headquarters refused a write; it is set aside and the changes after it are pushed on",
-                    metadata: ["record": "\(record)", "reason": "\(reason.metadataName)"])
-                updateState {
-                    $0.lastError = "headquarters refused a write to record \(record) (\(reason.metadataName)); it is set aside, see 'outpost changes refused'"
-                    $0.lastErrorMilliseconds = nowMilliseconds()
-                }
-                limit = maxChanges
             }
         }
     }

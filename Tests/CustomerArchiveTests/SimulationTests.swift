@@ -37,14 +37,21 @@ struct SimulationTests {
                 totals.writes += s.writes
                 totals.merges += s.merges
                 totals.restores += s.restores
+                totals.hostileWrites += s.hostileWrites
+                totals.refusedAtDoor += s.refusedAtDoor
+                totals.setAside += s.setAside
             } catch {
                 failures.append(error.description)
                 if failures.count >= 3 { break }
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside)"
         )
+        // The door's paths must have run, or the simulation proves nothing about them.
+        if seeds.count >= 200 && failures.isEmpty {
+            #expect(totals.refusedAtDoor > 0 && totals.setAside > 0, "no hostile write reached HQ's door")
+        }
         for f in failures {
             print(f)
             Issue.record(Comment(rawValue: f))
