@@ -109,7 +109,8 @@ public struct Simulation {
         func collect(_ r: Replica) throws {
             let set = try r.archive.exportChanges(after: r.seenSequence)
             r.seenSequence = set.through
-            for c in set.changes where c.origin == r.site && !hostile.contains(c.key) && counted.insert("\(c.table)/\(c.key)/\(c.stamp)/\(c.body.kind)").inserted {
+            for c in set.changes
+            where c.origin == r.site && !hostile.contains(c.key) && counted.insert("\(c.table)/\(c.key)/\(c.stamp)/\(c.body.kind)").inserted {
                 if case .fields(let fs) = c.body {
                     for f in fs { writes.append(Write(table: c.table, key: c.key, column: f.column, value: f.value, stamp: c.stamp, base: f.base)) }
                 }
