@@ -138,8 +138,10 @@ extension Daemon {
             (SyncMetrics.conflicts, "Concurrent writes that lost and went to the conflict journal."),
             (
                 SyncMetrics.refusals,
-                "Refused connections, calls, change sets and changes, by reason (connections: TLS_HANDSHAKE, TLS_VERSION, HANDSHAKE_TIMEOUT, "
-                    + "FIRST_CALL_TIMEOUT, IDLE_TIMEOUT, CONNECTION_LIMIT, SITE_CONNECTION_LIMIT)."
+                "Refusals, by reason, in the names of logs, protocol and CLI alike; at headquarters what it refused, at a branch what "
+                    + "headquarters refused of its changes (connections: TLS_HANDSHAKE, TLS_VERSION, HANDSHAKE_TIMEOUT, FIRST_CALL_TIMEOUT, "
+                    + "IDLE_TIMEOUT, CONNECTION_LIMIT, SITE_CONNECTION_LIMIT; calls and sets: UNAUTHENTICATED, REVOKED, FORGED_ORIGIN, "
+                    + "TOO_LARGE, MALFORMED, VERSION, PROTOCOL; single changes: HQ_ONLY, INVALID_VALUE, CLOCK_AHEAD)."
             ),
             (SyncMetrics.failures, "Sessions with headquarters that failed (a branch reconnects with backoff)."),
             (SyncMetrics.connections, "Connections headquarters accepted, refused ones included."),
