@@ -160,8 +160,10 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         } catch let error as RPCError {
             throw error
         } catch {
+            // Not a refusal of any set (a branch sets aside a write HQ refuses as MALFORMED):
+            // reading the stream failed, and the branch retries.
             logger.warning("push stream failed", metadata: ["site": "\(site)", "error": "\(error)"])
-            throw refusal(.invalidArgument, .malformed, "the push stream broke: \(error)")
+            throw RPCError(code: .unavailable, message: "the push stream broke: \(error); the branch will retry")
         }
     }
 
