@@ -37,7 +37,7 @@ struct OutpostLogHandler: LogHandler {
         }
         line += event.level.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
         if let site = LogContext.site { line += "site=\(site) " }
-        line += "[\(event.source)] \(event.message)"
+        line += "[\(event.source)] \(Self.escaped("\(event.message)"))"
         var all = metadata
         if let provided = metadataProvider?.get() { all.merge(provided) { $1 } }
         if let extra = event.metadata { all.merge(extra) { $1 } }
@@ -61,11 +61,34 @@ struct OutpostLogHandler: LogHandler {
     }
 
     /// A value with spaces or quotes is quoted so each line stays one `key=value` list; a
-    /// newline never splits an entry.
+    /// newline never splits an entry, and no control character reaches the journal or a
+    /// terminal (a peer chooses some values: the name in an unverified certificate, its
+    /// software string).
     static func quoted(_ value: String) -> String {
-        let flat = value.replacingOccurrences(of: "\n", with: " ")
+        let flat = escaped(value.replacingOccurrences(of: "\n", with: " "))
         guard flat.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || flat.isEmpty else { return flat }
         return "\"" + flat.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    /// Control characters (C0, DEL, C1), line separators and bidirectional overrides shown as
+    /// `\u{1B}`.
+    static func escaped(_ text: String) -> String {
+        func control(_ u: Unicode.Scalar) -> Bool {
+            switch u.value {
+            case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: true
+            default: false
+            }
+        }
+        guard text.unicodeScalars.contains(where: control) else { return text }
+        var out = String.UnicodeScalarView()
+        for u in text.unicodeScalars {
+            if control(u) {
+                out.append(contentsOf: "\\u{\(String(u.value, radix: 16, uppercase: true))}".unicodeScalars)
+            } else {
+                out.append(u)
+            }
+        }
+        return String(out)
     }
 
     static func timestamp() -> String {

@@ -1,5 +1,6 @@
 import CustomerArchive
 import Foundation
+@testable import OutpostCLI
 import OutpostTesting
 import Replication
 import Testing
@@ -66,6 +67,17 @@ struct HostileValueTests {
                     let raw = result.stdout.unicodeScalars.first { $0 != "\n" && ($0.value < 0x20 || (0x7F...0x9F).contains($0.value)) }
                     #expect(raw == nil, "\(line) printed control character U+\(String(raw?.value ?? 0, radix: 16))")
                 }
+            }
+        }
+    }
+
+    /// A peer chooses some logged values (the name in a certificate HQ has not verified yet, the
+    /// software string of Hello): none may forge a log line or drive the operator's terminal.
+    @Test("log lines carry no control character, whatever a peer sent")
+    func logLinesCarryNoControlCharacter() {
+        for hostile in ["SH01\u{1B}[2J", "x\r\n2026-12-01T00:00:00.000Z error   forged line", "\u{202E}10HS", "\u{7}\u{9B}31m"] {
+            for text in [OutpostLogHandler.quoted(hostile), OutpostLogHandler.escaped(hostile)] {
+                #expect(!text.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) || $0 == "\u{202E}" }, "\(text)")
             }
         }
     }
