@@ -1,9 +1,10 @@
 import CustomerArchive
 import Foundation
-@testable import OutpostCLI
 import OutpostTesting
 import Replication
 import Testing
+
+@testable import OutpostCLI
 
 /// Every read command on an archive that holds whatever a hostile peer could have had stored:
 /// no value may crash a reader, and text output never passes a control character through.
