@@ -46,9 +46,11 @@ struct ChangesCommand: ParsableCommand {
             discussion: """
                 Writes the changes of this site's change log with a sequence above --since \
                 (default 0: everything) to FILE, atomically (FILE.tmp, then renamed), readable by \
-                the owner only: it carries customer data. --for SITE leaves out the changes that \
-                came from that site, which it already holds. The command prints the range \
-                covered and the --since to give next time.
+                the owner only: it carries customer data. Files follow the star of the line: a \
+                branch exports its own changes, for headquarters (the range still covers the rest \
+                of its log); headquarters exports for a branch, and --for SITE leaves out the \
+                changes that came from that site, which it already holds. The command prints the \
+                range covered and the --since to give next time.
 
                 Examples:
                   outpost changes export --out /media/usb/SH01-all.opcs
@@ -72,7 +74,17 @@ struct ChangesCommand: ParsableCommand {
             if let peer, peer == archive.site {
                 throw CLIError("--for names the site that will apply the set; \(peer) is this site")
             }
-            let set = try archive.exportChanges(after: since, excluding: peer)
+            let set: ChangeSet
+            if archive.site == archive.headquarters {
+                set = try archive.exportChanges(after: since, excluding: peer)
+            } else {
+                // Headquarters takes a branch's own changes only (its door refuses a set holding
+                // another site's): what this branch received, headquarters already has.
+                if let peer, peer != archive.headquarters {
+                    throw CLIError("a branch's change sets go to headquarters (\(archive.headquarters)) only; \(peer) takes them from there")
+                }
+                set = try archive.exportChanges(after: since, origin: archive.site)
+            }
             var bytes = try ChangeSetCodec.encode(set)
             let credentials = try SiteCredentials(archive: archive, dataDirectory: storage.directory)
             let signedBy: String

@@ -81,6 +81,14 @@ struct SignedFileTests {
         #expect(try hq.ok("changes", "export", "--for", "BJ01", "--out", fromHQ).stdout.contains("signed by: HQ"))
         try bj.ok("changes", "apply", fromHQ)
         #expect(try bj.dump() == sh.dump())
+        // BJ01 now holds SH01's changes too; its file for HQ carries its own only, so HQ's door
+        // takes it. A file for another branch is refused at once.
+        try bj.ok("customer", "add", "--name", "北京客户", "--phone", "13900007777")
+        let fromBJ = sandbox.path("bj01.opcs")
+        let exported = try bj.ok("changes", "export", "--for", "HQ", "--out", fromBJ).stdout
+        #expect(exported.split(separator: "\n").contains { $0.hasPrefix("changes:") && $0.hasSuffix(" 1") }, "\(exported)")
+        try hq.ok("changes", "apply", fromBJ)
+        #expect(try bj.refused("changes", "export", "--for", "SH01", "--out", sandbox.path("x.opcs")).contains("headquarters"))
 
         // Once SH01 is revoked, HQ refuses its files too.
         try sh.ok("customer", "add", "--name", "吊销后", "--phone", "13800008888")
