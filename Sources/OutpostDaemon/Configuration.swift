@@ -100,7 +100,8 @@ public struct DaemonConfiguration: Sendable {
     /// Every key the file may hold, in the order `deploy/outpost.toml` documents them.
     public static let keys = [
         "data_dir", "sync.hq_address", "sync.listen_address", "sync.poll_interval_ms", "sync.retry_initial_ms", "sync.retry_max_ms",
-        "sync.batch_max_bytes", "sync.batch_max_changes", "sync.max_clock_drift_ms", "sync.handshake_timeout_ms", "sync.first_call_timeout_ms",
+        "sync.batch_max_bytes", "sync.batch_max_changes", "sync.max_clock_drift_ms", "sync.log_retention_days", "sync.handshake_timeout_ms",
+        "sync.first_call_timeout_ms",
         "sync.idle_timeout_ms", "sync.max_connections", "sync.max_connections_per_site", "sync.max_streams_per_connection", "tls.ca_file",
         "tls.certificate_file", "tls.key_file", "tls.revoked_file", "metrics.enabled", "metrics.listen_address", "log.level",
     ]
@@ -120,6 +121,7 @@ public struct DaemonConfiguration: Sendable {
         case "sync.batch_max_bytes": "\(limits.batchMaximumBytes)"
         case "sync.batch_max_changes": "\(limits.batchMaximumChanges)"
         case "sync.max_clock_drift_ms": "\(limits.maximumClockDriftMilliseconds)"
+        case "sync.log_retention_days": "\(limits.logRetentionDays)"
         case "sync.handshake_timeout_ms": "\(limits.handshakeTimeoutMilliseconds)"
         case "sync.first_call_timeout_ms": "\(limits.firstCallTimeoutMilliseconds)"
         case "sync.idle_timeout_ms": "\(limits.idleTimeoutMilliseconds)"
@@ -175,6 +177,7 @@ public struct DaemonConfiguration: Sendable {
         case "sync.batch_max_bytes": limits.batchMaximumBytes = Int(try integer(4_096...64 << 20))
         case "sync.batch_max_changes": limits.batchMaximumChanges = Int(try integer(1...1_000_000))
         case "sync.max_clock_drift_ms": limits.maximumClockDriftMilliseconds = UInt64(try integer(1_000...86_400_000))
+        case "sync.log_retention_days": limits.logRetentionDays = Int(try integer(0...3_650))
         case "sync.handshake_timeout_ms": limits.handshakeTimeoutMilliseconds = Int(try integer(100...600_000))
         case "sync.first_call_timeout_ms": limits.firstCallTimeoutMilliseconds = Int(try integer(100...600_000))
         case "sync.idle_timeout_ms": limits.idleTimeoutMilliseconds = Int(try integer(1_000...86_400_000))

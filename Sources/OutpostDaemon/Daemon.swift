@@ -209,7 +209,37 @@ public struct Daemon: Sendable {
         if let address = configuration.metricsAddress {
             services.append(try metricsService(address: address))
         }
+        if archive.role == .branch {
+            services.append(compactionService(retentionDays: configuration.limits.logRetentionDays))
+        }
         return services
+    }
+
+    /// Drops from the branch's log what headquarters acknowledged beyond the retention window
+    /// (``Archive/compactLog(retentionMilliseconds:)``), at start and hourly.
+    private func compactionService(retentionDays: Int) -> any Service {
+        let (archive, logger, health) = (self.archive, self.logger, self.health)
+        return ClosureService {
+            await cancelWhenGracefulShutdown {
+                while !Task.isCancelled {
+                    if health.fault == nil {
+                        do {
+                            let dropped = try await Blocking.run {
+                                try archive.compactLog(retentionMilliseconds: UInt64(retentionDays) * 86_400_000)
+                            }
+                            if dropped > 0 {
+                                logger.info("compacted the change log", metadata: ["dropped": "\(dropped)", "retention_days": "\(retentionDays)"])
+                            }
+                        } catch {
+                            if health.record(error) == nil {
+                                logger.warning("compacting the change log failed; it is tried again in an hour", metadata: ["error": "\(error)"])
+                            }
+                        }
+                    }
+                    try? await Task.sleep(for: .seconds(3600))
+                }
+            }
+        }
     }
 
     /// Keeps the customer search index caught up behind the writes (synced batches, the CLI),

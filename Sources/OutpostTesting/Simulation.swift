@@ -33,6 +33,8 @@ public struct Simulation {
         public var hostileWrites = 0
         public var refusedAtDoor = 0
         public var setAside = 0
+        /// Changes branches dropped from their logs once HQ had acknowledged them.
+        public var compactedChanges = 0
         public init() {}
     }
 
@@ -174,9 +176,14 @@ public struct Simulation {
                 if chance(20) { batches.shuffle(using: &rng) }
                 if chance(20), let b = pick(batches) { batches.append(b) }
             }
+            var crashed = false
             for batch in batches {
                 if faults && chance(10) { summary.droppedBatches += 1; continue }
-                if faults && chance(5) { summary.crashes += 1; break }  // the receiver dies here
+                if faults && chance(5) {  // the receiver dies here
+                    summary.crashes += 1
+                    crashed = true
+                    break
+                }
                 let report: ApplyReport
                 do {
                     report = try to.archive.admit(batch, from: from.site, batchSize: faults ? Int(1 + rng.next() % 6) : 5_000)
@@ -191,6 +198,11 @@ public struct Simulation {
                 if report.quarantined > 0 || report.refusals.contains(where: { !hostile.contains($0.record) }) {
                     throw Failure(seed: seed, problem: "an honest change was refused or quarantined at \(to.site): \(report)")
                 }
+            }
+            // HQ's acknowledgement, as the branch client records it from each PushAck: what a
+            // branch may compact away.
+            if toHQ && !crashed {
+                try from.archive.acknowledgeSent(to: hq.site, through: try hq.archive.cursor(for: from.site).receivedThrough)
             }
             // Recovery ends once HQ's log is held to its end, own changes included.
             if includeOwn, try to.archive.cursor(for: hq.site).receivedThrough >= hq.archive.lastSequence() {
@@ -348,6 +360,10 @@ public struct Simulation {
                         hostile.insert(key)
                         summary.hostileWrites += 1
                     }
+                    if chance(5) {
+                        // Compaction with no retention window: everything HQ acknowledged goes.
+                        summary.compactedChanges += try b.archive.compactLog(retentionMilliseconds: 0)
+                    }
                     if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
                     if chance(10), let other = pick(Array(replicas.dropFirst())), other !== b {
                         // A change-set file carried by hand between two branches: the door
@@ -385,6 +401,19 @@ public struct Simulation {
             let b = d.split(separator: "\n")
             let line = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(a.count, b.count)
             throw Failure(seed: seed, problem: "\(replicas[i].site) differs from HQ after the final exchange (first difference at dump line \(line + 1))")
+        }
+        // A branch's log holds its own changes only (it relays nothing), and after a
+        // compaction with no retention, nothing HQ has acknowledged.
+        for r in replicas.dropFirst() {
+            if let foreign = try r.archive.exportChanges().changes.first(where: { $0.origin != r.site }) {
+                throw Failure(
+                    seed: seed, problem: "\(r.site)'s change log holds \(foreign.origin)'s change to \(foreign.key): a branch logs its own changes only")
+            }
+            try r.archive.compactLog(retentionMilliseconds: 0)
+            let acknowledged = try r.archive.cursor(for: .headquarters).sentThrough
+            if try r.archive.countOwnChanges(after: 0) != r.archive.countOwnChanges(after: acknowledged) {
+                throw Failure(seed: seed, problem: "\(r.site) kept a change HQ acknowledged after compacting with no retention")
+            }
         }
         // 2. Every write survives, was knowingly overwritten, or sits in a conflict journal.
         var journaled = Set<Write>()

@@ -16,6 +16,9 @@ public struct SyncLimits: Sendable, Equatable {
     public var batchMaximumChanges = 20_000
     /// HQ quarantines a change whose clock is further ahead of its own wall clock.
     public var maximumClockDriftMilliseconds: UInt64 = 300_000
+    /// A branch keeps its own changes this long after headquarters acknowledged them, so a
+    /// headquarters restored from a backup inside the window can ask for them again.
+    public var logRetentionDays = 30
 
     // Connection limits at headquarters: they bound what a peer that is not (yet) a known
     // branch can hold, so such peers can never use up HQ's file descriptors.

@@ -94,7 +94,8 @@ struct ArchiveTests {
         #expect(try b.cursor(for: a.site).receivedThrough == full.through, "the cursor ends at the end once the gaps are filled")
 
         // A crash after some batches committed leaves a prefix; applying again completes it.
-        let c = try sites.make("GZ01")
+        // At HQ, which logs every change it stores (a branch logs its own only).
+        let c = try sites.make("HQ", role: .hq)
         var prefix = full
         prefix.changes = Array(full.changes.prefix(full.changes.count / 2))
         try c.apply(prefix, options: ApplyOptions(batchSize: 3, advanceCursor: false))

@@ -267,7 +267,14 @@ struct Session {
         return true
     }
 
+    /// Appends a change that took effect to the change log.
+    ///
+    /// A branch logs only its own changes: it relays nothing (branches take sets from
+    /// headquarters only and send it their own changes only), so what it merged from
+    /// headquarters would only grow its log by the whole of its scope. Headquarters logs
+    /// every change: its log is what it relays.
     mutating func appendLog(_ change: Change) throws {
+        guard core.site == core.headquarters || change.stamp.site == core.site else { return }
         let body = try encodeLogBody(change.body, time: change.stamp.time)
         let originIndex = try siteIndex(change.stamp.site)
         sequence += 1
