@@ -115,7 +115,8 @@ struct ChangesCommand: ParsableCommand {
             discussion: """
                 Every file is read and checked first; if any is not a valid change set (damaged, \
                 truncated, from a newer Outpost, unsigned at a site with a certificate, from a \
-                site this one does not take sets from), nothing is applied. Applying a file again changes \
+                site this one does not take sets from), nothing is applied. A file this site \
+                exported itself is skipped with a note. Applying a file again changes \
                 nothing. Concurrent edits that lost go to the conflict journal ('outpost conflicts \
                 list'); changes whose clock is too far ahead wait in quarantine ('outpost changes \
                 quarantine'). Progress is shown on stderr when it is a terminal.
@@ -135,11 +136,19 @@ struct ChangesCommand: ParsableCommand {
             let archive = try storage.openArchive()
             let credentials = try SiteCredentials(archive: archive, dataDirectory: storage.directory)
             var sets: [(String, ChangeSet, SiteID)] = []
+            var own: [String] = []
             for file in files {
                 let set: ChangeSet
                 let sender: SiteID
                 do {
                     var bytes = try Files.read(file)
+                    // This site's own export holds nothing to apply here: skipped, so one own
+                    // file among several (a USB stick carries both ways) stops nothing.
+                    let payload = SignedChangeSet.isSigned(bytes) ? try SignedChangeSet.unverifiedPayload(bytes) : bytes
+                    if try ChangeSetCodec.header(of: payload).producer == archive.site {
+                        own.append(file)
+                        continue
+                    }
                     if SignedChangeSet.isSigned(bytes) {
                         guard let ca = credentials.authority else {
                             throw CLIError(
@@ -159,15 +168,18 @@ struct ChangesCommand: ParsableCommand {
                         sender = try ChangeSetCodec.header(of: bytes).producer
                     }
                     set = try ChangeSetCodec.decode(bytes)
-                    if set.producer == archive.site {
-                        throw CLIError("this change set was exported by this site (\(archive.site)); apply it at another site")
-                    }
                     try archive.judge(set, from: sender)
                 } catch {
                     throw CLIError("\(file): \(OutpostCommand.message(of: error))")
                 }
                 sets.append((file, set, sender))
             }
+            guard !sets.isEmpty else {
+                throw CLIError(
+                    "\(own.count == 1 ? "the file was" : "every file was") exported by this site (\(archive.site)); nothing to apply here, apply it at another site"
+                )
+            }
+            for file in own { Output.error("note: \(file): exported by this site (\(archive.site)); skipped, apply it at another site") }
             let tty = Output.stderrIsTerminal
             for (i, (file, set, sender)) in sets.enumerated() {
                 let name = (file as NSString).lastPathComponent

@@ -59,6 +59,24 @@ public enum SignedChangeSet {
         public var unit: String?
     }
 
+    /// The change-set bytes of a signed file, not checked: only to recognise a site's own
+    /// export, which is skipped, never applied.
+    public static func unverifiedPayload(_ bytes: [UInt8]) throws -> [UInt8] {
+        var offset = magic.count + 1
+        func length(_ n: Int) throws -> Int {
+            guard bytes.count - offset >= n else { throw SignatureError("the signed file is truncated in its header") }
+            defer { offset += n }
+            return bytes[offset..<(offset + n)].reduce(0) { $0 << 8 | Int($1) }
+        }
+        let certificate = try length(4)
+        guard certificate <= 16 * 1024, bytes.count - offset >= certificate else { throw SignatureError("the signed file is truncated") }
+        offset += certificate
+        let signature = try length(2)
+        guard bytes.count - offset >= signature else { throw SignatureError("the signed file is truncated") }
+        offset += signature
+        return Array(bytes[offset...])
+    }
+
     /// Checks a signed file against the authority `caPEM` and returns the change-set bytes.
     /// - Parameter revoked: serials the authority revoked (headquarters' list), if known.
     public static func open(_ bytes: [UInt8], trusting caPEM: String, revoked: Set<String> = [], now: Date = Date()) throws -> Opened {

@@ -88,6 +88,11 @@ struct SignedFileTests {
         let exported = try bj.ok("changes", "export", "--for", "HQ", "--out", fromBJ).stdout
         #expect(exported.split(separator: "\n").contains { $0.hasPrefix("changes:") && $0.hasSuffix(" 1") }, "\(exported)")
         try hq.ok("changes", "apply", fromBJ)
+        // A stick carrying both ways: BJ01's own file among HQ's is skipped with a note, the rest
+        // applies; its own file alone is an error.
+        let both = try bj.ok("changes", "apply", fromBJ, fromHQ)
+        #expect(both.stderr.contains("bj01.opcs: exported by this site (BJ01); skipped"), "\(both)")
+        #expect(try bj.refused("changes", "apply", fromBJ).contains("exported by this site (BJ01); nothing to apply"))
         #expect(try bj.refused("changes", "export", "--for", "SH01", "--out", sandbox.path("x.opcs")).contains("headquarters"))
 
         // Once SH01 is revoked, HQ refuses its files too.
