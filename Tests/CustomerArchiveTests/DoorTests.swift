@@ -9,7 +9,8 @@ import Testing
 @Suite("The door")
 struct DoorTests {
     static let seeds: [UInt64] = {
-        let start = ProcessInfo.processInfo.environment["OUTPOST_DOOR_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...1_000_000)
+        // Fixed seeds by default, as the simulation runs; set a start to explore new ones.
+        let start = ProcessInfo.processInfo.environment["OUTPOST_DOOR_SEED"].flatMap { UInt64($0) } ?? 1
         return (0..<20).map { start + $0 }
     }()
 

@@ -11,11 +11,12 @@ import Testing
 @Suite("Hostile values")
 struct HostileValueTests {
     /// Seeds to run: `$OUTPOST_HOSTILE_SEEDS` of them from `$OUTPOST_HOSTILE_SEED` (both printed,
-    /// so a failure replays), else 3 from a random start.
+    /// so a failure replays), else seeds 1 to 3, as the simulation runs fixed seeds: set a
+    /// start to explore new ones.
     static let seeds: [UInt64] = {
         let env = ProcessInfo.processInfo.environment
         let count = env["OUTPOST_HOSTILE_SEEDS"].flatMap { Int($0) } ?? 3
-        let start = env["OUTPOST_HOSTILE_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...1_000_000)
+        let start = env["OUTPOST_HOSTILE_SEED"].flatMap { UInt64($0) } ?? 1
         return (0..<UInt64(max(count, 1))).map { start + $0 }
     }()
 
