@@ -8,6 +8,48 @@ import Testing
 /// set aside where the clerk sees it, and every later change still flows.
 @Suite(.serialized)
 struct SetAsideTests {
+    /// The same with the branch's daemon following: the push call HQ ended is opened again at
+    /// once, and the pull side never notices.
+    @Test("a following daemon sets a refused write aside and keeps syncing")
+    func aFollowingDaemonSetsItAside() throws {
+        let network = try Network(branches: ["SH01"])
+        defer { network.stopAll() }
+        try network.start("HQ")
+        let sh01 = network.site("SH01")
+        try sh01.ok("customer", "add", "--name", "之前", "--phone", "13800000001")
+        try Self.logAWriteHeadquartersRefuses(at: sh01)
+        try sh01.ok("customer", "add", "--name", "之后", "--phone", "13900000001")
+        try network.start("SH01")
+        let deadline = ContinuousClock.now + .seconds(20)
+        var names: [String] = []
+        while ContinuousClock.now < deadline {
+            names = try network.hq.array("customer", "list").compactMap { $0["name"] as? String }
+            if names.contains("之后") { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(Set(names) == ["之前", "之后"], "\(names)\n\(network.logs())")
+        try sh01.ok("customer", "add", "--name", "再后", "--phone", "13700000001")
+        let later = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < later, !(try network.hq.array("customer", "list").contains { $0["name"] as? String == "再后" }) {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(try network.hq.array("customer", "list").contains { $0["name"] as? String == "再后" }, "\(network.logs())")
+        #expect(try sh01.array("changes", "refused").first?["set_aside"] as? Bool == true)
+    }
+
+    /// A write a newer or broken version logged at `site`: a column headquarters' schema does
+    /// not have, so HQ refuses any set holding it as MALFORMED.
+    static func logAWriteHeadquartersRefuses(at site: Site) throws {
+        let archive = try Archive.open(at: (site.dataDir as NSString).appendingPathComponent(Archive.fileName))
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        var random = SystemRandomNumberGenerator()
+        try archive.appendToLogOnly(
+            Change(
+                table: Schema.customers.id, key: RecordKey.version7(milliseconds: now, using: &random),
+                stamp: Stamp(time: Timestamp(milliseconds: now, counter: 0), site: try SiteID("SH01")),
+                body: .fields([FieldWrite(column: 60, value: .text("future"))])))
+    }
+
     @Test("one write headquarters refuses is set aside and the branch keeps syncing around it")
     func aRefusedWriteIsSetAsideAndTheRestFlows() throws {
         let network = try Network(branches: ["SH01"])
@@ -15,18 +57,7 @@ struct SetAsideTests {
         try network.start("HQ")
         let sh01 = network.site("SH01")
         for i in 0..<3 { try sh01.ok("customer", "add", "--name", "之前\(i)", "--phone", "1380000000\(i)") }
-        // A write a newer or broken version logged: a column headquarters' schema does not have.
-        // Headquarters refuses any set holding it as MALFORMED.
-        do {
-            let archive = try Archive.open(at: (sh01.dataDir as NSString).appendingPathComponent(Archive.fileName))
-            let now = UInt64(Date().timeIntervalSince1970 * 1000)
-            var random = SystemRandomNumberGenerator()
-            try archive.appendToLogOnly(
-                Change(
-                    table: Schema.customers.id, key: RecordKey.version7(milliseconds: now, using: &random),
-                    stamp: Stamp(time: Timestamp(milliseconds: now, counter: 0), site: try SiteID("SH01")),
-                    body: .fields([FieldWrite(column: 60, value: .text("future"))])))
-        }
+        try Self.logAWriteHeadquartersRefuses(at: sh01)
         for i in 0..<3 { try sh01.ok("customer", "add", "--name", "之后\(i)", "--phone", "1390000000\(i)") }
 
         let sync = try sh01.run("sync", "--once", "--hq", network.hqAddress)
