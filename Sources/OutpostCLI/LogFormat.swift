@@ -65,31 +65,14 @@ struct OutpostLogHandler: LogHandler {
     /// terminal (a peer chooses some values: the name in an unverified certificate, its
     /// software string).
     static func quoted(_ value: String) -> String {
-        let flat = escaped(value.replacingOccurrences(of: "\n", with: " "))
+        let flat = escaped(value)
         guard flat.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || flat.isEmpty else { return flat }
         return "\"" + flat.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
     }
 
-    /// Control characters (C0, DEL, C1), line separators and bidirectional overrides shown as
-    /// `\u{1B}`.
-    static func escaped(_ text: String) -> String {
-        func control(_ u: Unicode.Scalar) -> Bool {
-            switch u.value {
-            case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069: true
-            default: false
-            }
-        }
-        guard text.unicodeScalars.contains(where: control) else { return text }
-        var out = String.UnicodeScalarView()
-        for u in text.unicodeScalars {
-            if control(u) {
-                out.append(contentsOf: "\\u{\(String(u.value, radix: 16, uppercase: true))}".unicodeScalars)
-            } else {
-                out.append(u)
-            }
-        }
-        return String(out)
-    }
+    /// Text on one line with control characters escaped, as the CLI prints values
+    /// (``Output/oneLine(_:)``).
+    static func escaped(_ text: String) -> String { Output.oneLine(text) }
 
     static func timestamp() -> String {
         var now = timespec()

@@ -62,24 +62,11 @@ public enum SignedChangeSet {
     /// The change-set bytes of a signed file, not checked: only to recognise a site's own
     /// export, which is skipped, never applied.
     public static func unverifiedPayload(_ bytes: [UInt8]) throws -> [UInt8] {
-        var offset = magic.count + 1
-        func length(_ n: Int) throws -> Int {
-            guard bytes.count - offset >= n else { throw SignatureError("the signed file is truncated in its header") }
-            defer { offset += n }
-            return bytes[offset..<(offset + n)].reduce(0) { $0 << 8 | Int($1) }
-        }
-        let certificate = try length(4)
-        guard certificate <= 16 * 1024, bytes.count - offset >= certificate else { throw SignatureError("the signed file is truncated") }
-        offset += certificate
-        let signature = try length(2)
-        guard bytes.count - offset >= signature else { throw SignatureError("the signed file is truncated") }
-        offset += signature
-        return Array(bytes[offset...])
+        try envelope(bytes).payload
     }
 
-    /// Checks a signed file against the authority `caPEM` and returns the change-set bytes.
-    /// - Parameter revoked: serials the authority revoked (headquarters' list), if known.
-    public static func open(_ bytes: [UInt8], trusting caPEM: String, revoked: Set<String> = [], now: Date = Date()) throws -> Opened {
+    /// The parts of a signed file, unchecked.
+    private static func envelope(_ bytes: [UInt8]) throws -> (der: ArraySlice<UInt8>, signature: ArraySlice<UInt8>, payload: [UInt8]) {
         var offset = magic.count
         func take(_ n: Int, _ what: String) throws -> ArraySlice<UInt8> {
             guard n >= 0, bytes.count - offset >= n else { throw SignatureError("the signed file is truncated in its \(what)") }
@@ -92,8 +79,14 @@ public enum SignedChangeSet {
         guard certLength <= 16 * 1024 else { throw SignatureError("the signer's certificate is implausibly large") }
         let der = try take(certLength, "certificate")
         let signatureLength = try take(2, "header").reduce(0) { $0 << 8 | Int($1) }
-        let signatureBytes = try take(signatureLength, "signature")
-        let payload = Array(bytes[offset...])
+        let signature = try take(signatureLength, "signature")
+        return (der, signature, Array(bytes[offset...]))
+    }
+
+    /// Checks a signed file against the authority `caPEM` and returns the change-set bytes.
+    /// - Parameter revoked: serials the authority revoked (headquarters' list), if known.
+    public static func open(_ bytes: [UInt8], trusting caPEM: String, revoked: Set<String> = [], now: Date = Date()) throws -> Opened {
+        let (der, signatureBytes, payload) = try envelope(bytes)
 
         let certificate: Certificate
         let authority: Certificate
