@@ -19,21 +19,27 @@ extension Archive {
     ///   - maximumChanges: the most changes one set may hold (the line's limit); nil for files.
     ///   - batchSize: changes per transaction (see ``ApplyOptions/batchSize``).
     /// - Throws: `ArchiveError` with `.forgedOrigin` (producer or an origin is not `site`, or
-    ///   a branch's set at a branch), `.tooLarge`, `.schemaTooNew` or `.malformedChangeSet`:
-    ///   the set was refused as a whole and nothing was written.
+    ///   a branch's set at a branch), `.tooLarge`, `.schemaTooNew`, `.malformedChangeSet` or, at
+    ///   headquarters, `.outOfOrder` (the set skips part of the branch's log): the set was
+    ///   refused as a whole and nothing was written.
+    ///   - moves: headquarters' scope moves for a set it sent this branch (nil for a set that
+    ///     is not scoped); a scoped set is taken only where it continues the cursor.
     @discardableResult
     public func admit(
-        _ set: ChangeSet, from site: SiteID, maximumChanges: Int? = nil, batchSize: Int = 5_000,
+        _ set: ChangeSet, from site: SiteID, moves: ScopeMoves? = nil, maximumChanges: Int? = nil, batchSize: Int = 5_000,
         progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
         try judge(set, from: site, maximumChanges: maximumChanges)
         let atHeadquarters = self.site == headquarters
+        // A scoped set (one that came with its scope's moves, even none) is taken only in its place.
         return try apply(
-            set, options: ApplyOptions(checkDrift: true, batchSize: batchSize, advanceCursor: true, judgeDomains: atHeadquarters),
+            set, moves: moves ?? ScopeMoves(),
+            options: ApplyOptions(
+                checkDrift: true, batchSize: batchSize, advanceCursor: true, judgeDomains: atHeadquarters, continuationOnly: moves != nil && !atHeadquarters),
             progress: progress)
     }
 
-    /// The whole-set checks of ``admit(_:from:maximumChanges:batchSize:progress:)``, without
+    /// The whole-set checks of ``admit(_:from:moves:maximumChanges:batchSize:progress:)``, without
     /// applying: a file is judged before any file of the same command is applied.
     public func judge(_ set: ChangeSet, from site: SiteID, maximumChanges: Int? = nil) throws {
         if self.site == headquarters {
@@ -54,6 +60,18 @@ extension Archive {
             throw ArchiveError(
                 .forgedOrigin,
                 "change to record \(forged.key) claims origin \(forged.origin) in a set from \(site); a branch sends only its own changes")
+        }
+        if self.site == headquarters {
+            // A branch's log is causal (a complaint before its notes): taking a set that skips
+            // part of it would put a dependant in headquarters' log before its parent, where a
+            // branch's scope could not follow it. Overlaps are harmless; gaps wait.
+            let cursor = try cursor(for: site).receivedThrough
+            guard set.after <= cursor else {
+                throw ArchiveError(
+                    .outOfOrder,
+                    "the change set from \(site) continues its log after \(set.after), but headquarters holds \(site)'s log only up to \(cursor): apply the set that comes before it first"
+                )
+            }
         }
         if let maximumChanges, set.changes.count > maximumChanges {
             throw ArchiveError(.tooLarge, "\(set.changes.count) changes in one set; the limit is \(maximumChanges)")

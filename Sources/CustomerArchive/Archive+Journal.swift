@@ -84,13 +84,20 @@ extension Archive {
     }
 
     public func canonicalJSON() throws -> JSON {
+        try canonicalJSON { _ in nil }
+    }
+
+    /// The canonical JSON of the rows each table's filter keeps (an SQL condition and its
+    /// arguments; nil keeps every row).
+    func canonicalJSON(filter: (TableSchema) -> (String, StatementArguments)?) throws -> JSON {
         try read { db in
             var tables: [String: JSON] = [:]
             for table in Schema.tables {
-                let records = try fetchRecords(table, db, suffix: "ORDER BY id")
+                let (clause, arguments) = filter(table) ?? ("1", [])
+                let records = try fetchRecords(table, db, where: clause, arguments: arguments, suffix: "ORDER BY id")
                 var rows: [JSON] = []
                 if table.kind == .appendOnly {
-                    let origins = try Row.fetchAll(db, sql: "SELECT id, origin FROM \(table.name) ORDER BY id")
+                    let origins = try Row.fetchAll(db, sql: "SELECT id, origin FROM \(table.name) WHERE \(clause) ORDER BY id", arguments: arguments)
                     for (record, o) in zip(records, origins) {
                         guard case .object(var obj) = record.json else { continue }
                         obj["origin"] = .string(o[1])

@@ -14,12 +14,20 @@ public struct ApplyOptions: Sendable {
     /// Refuse changes holding a value outside its column's domain (headquarters' door; a
     /// branch stores what headquarters relays).
     public var judgeDomains = false
+    /// Take the set only when it continues exactly from the receive cursor (`after` equals
+    /// it), and otherwise leave everything as it is (``ApplyReport/outOfOrder``). A set scoped
+    /// to a branch holds only what the branch held at each change's sequence, so merged out of
+    /// its place it could leave part of a customer that the moves around it would not evict.
+    public var continuationOnly = false
 
-    public init(checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true, judgeDomains: Bool = false) {
+    public init(
+        checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true, judgeDomains: Bool = false, continuationOnly: Bool = false
+    ) {
         self.checkDrift = checkDrift
         self.batchSize = batchSize
         self.advanceCursor = advanceCursor
         self.judgeDomains = judgeDomains
+        self.continuationOnly = continuationOnly
     }
 }
 
@@ -228,10 +236,23 @@ extension Archive {
     /// a prefix applied and a re-apply completes it. The receive cursor for the producer
     /// advances in the last transaction, and only when the set continues from it.
     @discardableResult
+    ///
+    /// At a branch, `moves` are headquarters' scope moves that came with the set: applied in the
+    /// last transaction, after its changes and with the cursor, so a crash never separates them.
     public func apply(
-        _ set: ChangeSet, options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
+        _ set: ChangeSet, moves: ScopeMoves = ScopeMoves(), options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
         try validate(set)
+        if options.continuationOnly {
+            let current = try read { db in
+                try Int64.fetchOne(db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [set.producer.code]) ?? 0
+            }
+            guard set.after == UInt64(bitPattern: current) else {
+                var skipped = ApplyReport()
+                skipped.outOfOrder = true
+                return skipped
+            }
+        }
         // Sort small keys, not the changes themselves: a change is large to move around.
         let changes = set.changes
         let order = changes.indices.map { (table: changes[$0].table, key: changes[$0].key, offset: $0) }.sorted { x, y in
@@ -280,7 +301,16 @@ extension Archive {
                     try session.merge(accepted[i..<j])
                     i = j
                 }
-                if isLast && options.advanceCursor {
+                // Moves are net per customer over the set's range, so they are applied only by a
+                // set that continues exactly from the cursor; any other set leaves the cursor
+                // where it is, and its range comes again from there.
+                var movesSkipped = false
+                if isLast && !moves.isEmpty && core.site != core.headquarters {
+                    let current = try Int64.fetchOne(
+                        session.db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [set.producer.code]) ?? 0
+                    if set.after == UInt64(bitPattern: current) { try applyMoves(moves, &session) } else { movesSkipped = true }
+                }
+                if isLast && options.advanceCursor && !movesSkipped {
                     session.report.cursorAdvanced = try advanceReceiveCursor(session.db, set: set)
                 }
                 return session.report
@@ -344,14 +374,20 @@ extension Archive {
     }
 
     /// Records that a peer holds this site's log up to `through` (it acknowledged a set).
+    /// At a branch, evictions that waited for headquarters to hold this site's changes are
+    /// carried out in the same transaction once it does.
     public func acknowledgeSent(to peer: SiteID, through: UInt64) throws {
-        try writer.write { db in
-            try db.execute(
+        try transaction { session in
+            try session.db.execute(
                 sql: """
                     INSERT INTO cursors(peer, sent_through) VALUES (?, ?)
                     ON CONFLICT(peer) DO UPDATE SET sent_through = max(sent_through, excluded.sent_through)
                     """,
                 arguments: [peer.code, Int64(clamping: through)])
+            let waiting = try Bool.fetchOne(session.db, sql: "SELECT EXISTS (SELECT 1 FROM scope_evictions)") == true
+            if peer == core.headquarters && core.site != core.headquarters && waiting {
+                try completeEvictions(&session)
+            }
         }
     }
 

@@ -19,6 +19,9 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
         case forgedOrigin
         /// A change set over a size limit.
         case tooLarge
+        /// A branch's change set that starts past what headquarters holds of the branch's log:
+        /// an earlier set is missing (a file applied before the one it follows).
+        case outOfOrder
         case storage
     }
 

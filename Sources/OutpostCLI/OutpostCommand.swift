@@ -35,6 +35,7 @@ public struct OutpostCommand: ParsableCommand {
             DoctorCommand.self,
             PKICommand.self,
             CustomerCommand.self,
+            ScopeCommand.self,
             ContactCommand.self,
             ComplaintCommand.self,
             ClaimCommand.self,

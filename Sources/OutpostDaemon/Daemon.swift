@@ -209,30 +209,38 @@ public struct Daemon: Sendable {
         if let address = configuration.metricsAddress {
             services.append(try metricsService(address: address))
         }
-        if archive.role == .branch {
-            services.append(compactionService(retentionDays: configuration.limits.logRetentionDays))
-        }
+        services.append(housekeepingService(retentionDays: configuration.limits.logRetentionDays, watch: watch))
         return services
     }
 
-    /// Drops from the branch's log what headquarters acknowledged beyond the retention window
-    /// (``Archive/compactLog(retentionMilliseconds:)``), at start and hourly.
-    private func compactionService(retentionDays: Int) -> any Service {
+    /// At start and hourly: a branch drops from its log what headquarters acknowledged beyond
+    /// the retention window (``Archive/compactLog(retentionMilliseconds:)``); headquarters
+    /// retires lapsed scope reasons (``Archive/expireScope()``), and the moves out that follow
+    /// wake the branches' streams.
+    private func housekeepingService(retentionDays: Int, watch: LogWatch) -> any Service {
         let (archive, logger, health) = (self.archive, self.logger, self.health)
         return ClosureService {
             await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
                     if health.fault == nil {
                         do {
-                            let dropped = try await Blocking.run {
-                                try archive.compactLog(retentionMilliseconds: UInt64(retentionDays) * 86_400_000)
-                            }
-                            if dropped > 0 {
-                                logger.info("compacted the change log", metadata: ["dropped": "\(dropped)", "retention_days": "\(retentionDays)"])
+                            if archive.role == .hq {
+                                let lapsed = try await Blocking.run { try archive.expireScope() }
+                                if lapsed > 0 {
+                                    watch.advance(to: try await Blocking.run { try archive.lastSequence() })
+                                    logger.info("retired lapsed scope reasons", metadata: ["reasons": "\(lapsed)"])
+                                }
+                            } else {
+                                let dropped = try await Blocking.run {
+                                    try archive.compactLog(retentionMilliseconds: UInt64(retentionDays) * 86_400_000)
+                                }
+                                if dropped > 0 {
+                                    logger.info("compacted the change log", metadata: ["dropped": "\(dropped)", "retention_days": "\(retentionDays)"])
+                                }
                             }
                         } catch {
                             if health.record(error) == nil {
-                                logger.warning("compacting the change log failed; it is tried again in an hour", metadata: ["error": "\(error)"])
+                                logger.warning("housekeeping failed; it is tried again in an hour", metadata: ["error": "\(error)"])
                             }
                         }
                     }

@@ -581,6 +581,9 @@ public final class BranchClient: Sendable {
                             guard set.producer == hqSite else {
                                 throw SyncError(.protocolViolation, "headquarters sent a change set produced by \(set.producer)")
                             }
+                            guard batch.movedIn.allSatisfy({ $0.count == 16 }), batch.evicted.allSatisfy({ $0.count == 16 }) else {
+                                throw SyncError(.protocolViolation, "headquarters sent a scope move that is not a 16-byte customer key")
+                            }
                             decodedSink.yield((set, batch))
                             if !follow && batch.caughtUp { break }
                         }
@@ -599,7 +602,11 @@ public final class BranchClient: Sendable {
                     let (report, cursor, end): (ApplyReport, UInt64, UInt64)
                     do {
                         (report, cursor, end) = try await Blocking.run {
-                            let report = try archive.apply(set, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true))
+                            // Checked as 16 bytes each when the batch arrived.
+                            let moves = ScopeMoves(
+                                movedIn: try batch.movedIn.map { try RecordKey(bytes: $0) }, evicted: try batch.evicted.map { try RecordKey(bytes: $0) })
+                            let report = try archive.apply(
+                                set, moves: moves, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true, continuationOnly: true))
                             let cursor = try archive.cursor(for: hqSite).receivedThrough
                             // Recovery ends once the log is pulled to its end with this
                             // site's own changes in it: nothing written here is missing.
@@ -611,6 +618,11 @@ public final class BranchClient: Sendable {
                     } catch {
                         self.logger.debug("applying a batch from headquarters failed", metadata: ["error": "\(error)"])
                         throw error
+                    }
+                    if report.outOfOrder {
+                        // HQ streams each batch from where the last ended: a gap or a repeat is a
+                        // broken stream, and the next connection starts again from the cursor.
+                        throw SyncError(.protocolViolation, "headquarters sent a batch from \(set.after), but this branch holds its log up to \(cursor)")
                     }
                     if recoveryOpen && batch.caughtUp && cursor >= set.through {
                         recoveryOpen = false

@@ -106,11 +106,12 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     public func hello(request: WireHelloRequest, context: ServerContext) async throws -> WireHelloResponse {
         let site = try caller(context).site
         try checkNotStopping()
-        guard request.protocolVersion == Wire.protocolVersion else {
+        guard (Wire.minimumProtocolVersion...Wire.protocolVersion).contains(request.protocolVersion) else {
             logger.warning("refused a protocol version", metadata: ["site": "\(site)", "version": "\(request.protocolVersion)", "reason": "VERSION"])
             throw refusal(
                 .failedPrecondition, .version,
-                "headquarters speaks sync protocol \(Wire.protocolVersion); \(site) speaks \(request.protocolVersion): upgrade the older side")
+                "headquarters speaks sync protocols \(Wire.minimumProtocolVersion)-\(Wire.protocolVersion); \(site) speaks \(request.protocolVersion): upgrade the older side"
+            )
         }
         let schema = UInt32(Schema.version)
         guard (Self.minimumSchemaVersion...schema).contains(request.schemaVersion) else {
@@ -301,7 +302,8 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         }
     }
 
-    /// Streams HQ's log after `start.after`, except the branch's own changes.
+    /// Streams HQ's log after `start.after` restricted to the branch's scope, with the scope's
+    /// moves, except the branch's own changes.
     private func send(to site: SiteID, serial: String, start: WirePullStart, response: RPCWriter<WirePullBatch>) async throws {
         let maxBytes = start.maxChangeSetBytes == 0 ? limits.batchMaximumBytes : max(4_096, min(Int(start.maxChangeSetBytes), limits.batchMaximumBytes))
         // A cursor past the log's end means one side was restored from an older backup: sending
@@ -331,14 +333,13 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             // The log's end is read after the export (never before), so "caught up" is never
             // claimed early while another process is writing.
             let set: ChangeSet
+            let moves: ScopeMoves
             let end: UInt64
             do {
-                (set, end) = try await Blocking.run { [archive, limits, cursor] in
-                    (
-                        try archive.exportChanges(
-                            after: cursor, excluding: start.includeOwn ? nil : site, limit: limits.batchMaximumChanges, maxBytes: maxBytes),
-                        try archive.lastSequence()
-                    )
+                (set, moves, end) = try await Blocking.run { [archive, limits, cursor] in
+                    let (set, moves) = try archive.exportChanges(
+                        for: site, after: cursor, includeOwn: start.includeOwn, limit: limits.batchMaximumChanges, maxBytes: maxBytes)
+                    return (set, moves, try archive.lastSequence())
                 }
             } catch {
                 if let fault = health.record(error) {
@@ -355,6 +356,8 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                 batch.changeSet = Data(try ChangeSetCodec.encode(set, level: Wire.compressionLevel))
                 batch.lastSequence = max(last, set.through)
                 batch.caughtUp = set.through >= last
+                batch.movedIn = moves.movedIn.map { Data($0.bytes) }
+                batch.evicted = moves.evicted.map { Data($0.bytes) }
                 try await response.write(batch)
                 metrics.add(SyncMetrics.sent, [:], set.changes.count)
                 cursor = set.through

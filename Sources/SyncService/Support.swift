@@ -91,7 +91,12 @@ extension Reason {
 typealias Reason = WireReason
 
 enum Wire {
-    static let protocolVersion: UInt32 = 1
+    /// Version 2 added scope: pulls carry only the branch's scope, with its moves
+    /// (`PullBatch.moved_in`, `evicted`).
+    static let protocolVersion: UInt32 = 2
+    /// The oldest branch protocol headquarters serves: a version 1 branch gets its scope too
+    /// and ignores the moves (it keeps customers that left its scope until it is upgraded).
+    static let minimumProtocolVersion: UInt32 = 1
     static let reasonKey = "outpost-reason"
     /// zlib level for sets on the wire: the fastest, so compressing keeps pace with applying.
     static let compressionLevel: Int32 = 1
@@ -110,6 +115,7 @@ enum Wire {
         case .tooLarge: (.resourceExhausted, .tooLarge)
         case .schemaTooNew: (.failedPrecondition, .version)
         case .malformedChangeSet: (.invalidArgument, .malformed)
+        case .outOfOrder: (.failedPrecondition, .protocol)
         default: nil
         }
     }

@@ -41,17 +41,21 @@ struct SimulationTests {
                 totals.refusedAtDoor += s.refusedAtDoor
                 totals.setAside += s.setAside
                 totals.compactedChanges += s.compactedChanges
+                totals.rehomings += s.rehomings
+                totals.lapsedReasons += s.lapsedReasons
+                totals.evictions += s.evictions
             } catch {
                 failures.append(error.description)
                 if failures.count >= 3 { break }
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches; scope: \(totals.rehomings) re-homings, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions"
         )
         // The door's paths must have run, or the simulation proves nothing about them.
         if seeds.count >= 200 && failures.isEmpty {
             #expect(totals.refusedAtDoor > 0 && totals.setAside > 0, "no hostile write reached HQ's door")
+            #expect(totals.rehomings > 0 && totals.evictions > 0, "no customer moved out of a branch's scope")
         }
         for f in failures {
             print(f)

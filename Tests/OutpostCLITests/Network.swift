@@ -182,14 +182,22 @@ final class Network {
 
     func daemon(_ code: String) -> ServeProcess? { daemons[code] }
 
-    /// Waits until every site's canonical dump is the same; returns the dumps if they never are.
+    /// Waits until every branch holds exactly HQ's records in its scope (its dump equals HQ's
+    /// `dump --canonical --scope CODE`); returns the dumps that differ if they never do.
     func waitConverged(timeout: Duration = .seconds(60)) throws -> [String: String]? {
         let deadline = ContinuousClock.now + timeout
         var dumps: [String: String] = [:]
         while ContinuousClock.now < deadline {
             dumps = [:]
-            for code in codes { dumps[code] = try site(code).dump() }
-            if Set(dumps.values).count == 1 { return nil }
+            for code in codes where code != "HQ" {
+                let expected = try hq.scopeDump(code)
+                let held = try site(code).dump()
+                if held != expected {
+                    dumps[code] = held
+                    dumps["HQ for \(code)"] = expected
+                }
+            }
+            if dumps.isEmpty { return nil }
             Thread.sleep(forTimeInterval: 0.25)
         }
         return dumps

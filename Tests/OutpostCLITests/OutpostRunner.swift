@@ -160,6 +160,13 @@ struct Site {
         return result.stdout
     }
 
+    /// `dump --canonical --scope CODE` at headquarters: what that branch must hold.
+    func scopeDump(_ code: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let result = try run("dump", "--canonical", "--scope", code)
+        try #require(result.status == 0, "dump --scope \(code): \(result)", sourceLocation: sourceLocation)
+        return result.stdout
+    }
+
     /// Runs a command that must fail with exactly one `error:` line on stderr, print nothing on
     /// stdout, and leave the archive's canonical dump as it was.
     @discardableResult

@@ -18,6 +18,9 @@ public struct ApplyReport: Hashable, Sendable {
     public var quarantined = 0
     /// Whether the receive cursor for the producer advanced.
     public var cursorAdvanced = false
+    /// The set did not continue from the receive cursor and was left alone
+    /// (``ApplyOptions/continuationOnly``).
+    public var outOfOrder = false
     /// Each refused or quarantined change, with why (ids and rules only, never field values).
     public var refusals: [ChangeRefusal] = []
 
@@ -30,6 +33,7 @@ public struct ApplyReport: Hashable, Sendable {
         lhs.refused += rhs.refused
         lhs.quarantined += rhs.quarantined
         lhs.cursorAdvanced = lhs.cursorAdvanced || rhs.cursorAdvanced
+        lhs.outOfOrder = lhs.outOfOrder || rhs.outOfOrder
         lhs.refusals += rhs.refusals
     }
 }
@@ -73,11 +77,14 @@ struct Session {
     private var searchTouched: Set<RecordKey> = []
     /// An erasure happened: the search index catches up and is merged before commit, so no
     /// segment keeps the person's tokens.
-    private var searchPurge = false
+    var searchPurge = false
     /// The change log's high-water mark, saved by ``finish()``. Sequences are never reused, even
     /// after erasure deletes the newest rows: peers hold cursors into them.
-    private var sequence: Int64
+    var sequence: Int64
     private let startSequence: Int64
+    /// At headquarters: what this transaction changed, by record and origin, so ``finish()``
+    /// can bring every branch's scope up to date in the same transaction (Session+Scope.swift).
+    var scopeTouched: [ScopeTouch] = []
 
     init(db: Database, core: ArchiveCore) throws {
         self.db = db
@@ -99,6 +106,7 @@ struct Session {
 
     /// Saves the clock and the log position; call once at the end of the transaction.
     mutating func finish() throws {
+        if !scopeTouched.isEmpty { try updateScope() }
         if !searchTouched.isEmpty {
             let queue = try db.cachedStatement(sql: "INSERT OR IGNORE INTO search_pending(id) VALUES (?)")
             for key in searchTouched.sorted() { try queue.execute(arguments: [key.data]) }
@@ -209,6 +217,7 @@ struct Session {
             if let body = outcome.applied {
                 changed = true
                 applied.append(Change(table: table.id, key: key, stamp: change.stamp, body: body))
+                if core.role == .hq { scopeTouched.append(ScopeTouch(table: table.id, key: key, origin: change.stamp.site)) }
                 if case .erase = body, table.id == Schema.customers.id { erasedNow = true }
                 report.applied += 1
             } else {
@@ -259,6 +268,7 @@ struct Session {
             report.unchanged += 1
             return false
         }
+        if core.role == .hq { scopeTouched.append(ScopeTouch(table: table.id, key: change.key, origin: change.stamp.site)) }
         if log {
             let stored = values.enumerated().filter { !$0.element.isNull }.map { ColumnValue(column: $0.offset, value: $0.element) }
             try appendLog(Change(table: table.id, key: change.key, stamp: change.stamp, body: .append(stored)))

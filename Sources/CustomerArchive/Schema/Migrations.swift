@@ -80,6 +80,48 @@ enum Migrations {
                     """)
             try guardTable("refused_changes", db)
         }
+        // Local, not replicated: scope (Archive+Scope.swift). In `scope_reasons`, stage 4 is a
+        // closed complaint, 3 and 5 a rejected and a closed claim (Workflow.swift); a duplicate
+        // merged into a customer (at any depth) goes where that customer is homed, because
+        // reports count it there. Headquarters keeps why each branch
+        // holds each customer and every move it told a branch about; a branch keeps the
+        // evictions it must wait with until headquarters has its own changes.
+        m.registerMigration("scope") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE scope_served (
+                        customer BLOB NOT NULL, site TEXT NOT NULL, until INTEGER NOT NULL,
+                        PRIMARY KEY (customer, site)) WITHOUT ROWID;
+                    CREATE INDEX scope_served_until ON scope_served(until);
+                    CREATE TABLE scope_moves (
+                        seq INTEGER PRIMARY KEY, site TEXT NOT NULL, customer BLOB NOT NULL, held INTEGER NOT NULL);
+                    CREATE INDEX scope_moves_customer ON scope_moves(customer, site, seq);
+                    CREATE INDEX scope_moves_site ON scope_moves(site, seq);
+                    CREATE TABLE scope_evictions (customer BLOB PRIMARY KEY NOT NULL, since INTEGER NOT NULL) WITHOUT ROWID;
+                    CREATE INDEX complaints_branch ON complaints(customer_id, branch);
+                    CREATE INDEX claims_branch ON claims(customer_id, branch);
+                    CREATE INDEX customers_home_branch ON customers(home_branch);
+                    CREATE INDEX scope_served_site ON scope_served(site);
+                    CREATE VIEW scope_reasons(site, customer, reason) AS
+                        SELECT home_branch, id, 'homed' FROM customers WHERE home_branch IS NOT NULL
+                        UNION ALL SELECT site, customer, 'served' FROM scope_served
+                        UNION ALL SELECT c.branch, c.customer_id, 'open complaint' FROM complaints c
+                            WHERE c.branch IS NOT NULL AND c.customer_id IS NOT NULL AND c.cl % 2 = 1
+                            AND coalesce((SELECT t.stage FROM complaint_transitions t WHERE t.complaint_id = c.id
+                                ORDER BY t.epoch DESC, t.stage DESC LIMIT 1), 0) < 4
+                        UNION ALL SELECT c.branch, c.customer_id, 'open claim' FROM claims c
+                            WHERE c.branch IS NOT NULL AND c.customer_id IS NOT NULL AND c.cl % 2 = 1
+                            AND coalesce((SELECT max(t.stage) FROM claim_transitions t WHERE t.claim_id = c.id), 0) NOT IN (3, 5)
+                        UNION ALL SELECT * FROM (
+                            WITH RECURSIVE chain(id, root, depth) AS (
+                                SELECT id, merged_into, 1 FROM customers WHERE merged_into IS NOT NULL
+                                UNION SELECT chain.id, c.merged_into, chain.depth + 1 FROM chain JOIN customers c ON c.id = chain.root
+                                    WHERE c.merged_into IS NOT NULL AND chain.depth < 16)
+                            SELECT k.home_branch, chain.id, 'merged' FROM chain JOIN customers k ON k.id = chain.root
+                            WHERE k.home_branch IS NOT NULL);
+                    """)
+            for name in ["scope_served", "scope_moves", "scope_evictions"] { try guardTable(name, db) }
+        }
         return m
     }
 

@@ -99,6 +99,24 @@ enum SearchIndex {
         return ids.count
     }
 
+    /// Takes a customer out of the index (evicted from this replica): its document is deleted
+    /// from the full-text table and its row from `search_rows`. The caller merges the segments
+    /// (``purgeDeleted(_:)``) before commit, so no token of it remains.
+    static func remove(_ id: Data, _ db: Database) throws {
+        try db.execute(sql: "DELETE FROM search_pending WHERE id = ?", arguments: [id])
+        guard let row = try Row.fetchOne(db, sql: "SELECT n, name, contact_person, phone FROM search_rows WHERE id = ?", arguments: [id]) else {
+            return
+        }
+        let n: Int64 = row[0]
+        let document = documents((1...3).map { row[$0] })
+        if !(document.names.isEmpty && document.phone.isEmpty) {
+            try db.execute(
+                sql: "INSERT INTO search_text(search_text, rowid, names, phone) VALUES ('delete', ?, ?, ?)",
+                arguments: [n, document.names, document.phone])
+        }
+        try db.execute(sql: "DELETE FROM search_rows WHERE n = ?", arguments: [n])
+    }
+
     /// Merges the index's segments into one, dropping deleted entries: after an erasure, no
     /// segment may keep the erased person's tokens.
     static func purgeDeleted(_ db: Database) throws {

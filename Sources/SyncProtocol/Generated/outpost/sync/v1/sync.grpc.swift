@@ -141,7 +141,8 @@ extension WireSync {
         /// > Source IDL Documentation:
         /// >
         /// > HQ -> branch. The first request is a PullStart; HQ then streams change sets holding
-        /// > every change it stores after the branch's cursor except the branch's own. The branch
+        /// > every change it stores after the branch's cursor to what is in the branch's scope,
+        /// > except the branch's own, with the scope's moves. The branch
         /// > sends a PullAck after committing each set. With `follow`, the stream stays open and
         /// > carries new changes as HQ stores them; without it, HQ ends the stream once caught up.
         ///
@@ -210,7 +211,8 @@ extension WireSync {
         /// > Source IDL Documentation:
         /// >
         /// > HQ -> branch. The first request is a PullStart; HQ then streams change sets holding
-        /// > every change it stores after the branch's cursor except the branch's own. The branch
+        /// > every change it stores after the branch's cursor to what is in the branch's scope,
+        /// > except the branch's own, with the scope's moves. The branch
         /// > sends a PullAck after committing each set. With `follow`, the stream stays open and
         /// > carries new changes as HQ stores them; without it, HQ ends the stream once caught up.
         ///
@@ -278,7 +280,8 @@ extension WireSync {
         /// > Source IDL Documentation:
         /// >
         /// > HQ -> branch. The first request is a PullStart; HQ then streams change sets holding
-        /// > every change it stores after the branch's cursor except the branch's own. The branch
+        /// > every change it stores after the branch's cursor to what is in the branch's scope,
+        /// > except the branch's own, with the scope's moves. The branch
         /// > sends a PullAck after committing each set. With `follow`, the stream stays open and
         /// > carries new changes as HQ stores them; without it, HQ ends the stream once caught up.
         ///
@@ -466,7 +469,8 @@ extension WireSync {
         /// > Source IDL Documentation:
         /// >
         /// > HQ -> branch. The first request is a PullStart; HQ then streams change sets holding
-        /// > every change it stores after the branch's cursor except the branch's own. The branch
+        /// > every change it stores after the branch's cursor to what is in the branch's scope,
+        /// > except the branch's own, with the scope's moves. The branch
         /// > sends a PullAck after committing each set. With `follow`, the stream stays open and
         /// > carries new changes as HQ stores them; without it, HQ ends the stream once caught up.
         ///
@@ -578,7 +582,8 @@ extension WireSync {
         /// > Source IDL Documentation:
         /// >
         /// > HQ -> branch. The first request is a PullStart; HQ then streams change sets holding
-        /// > every change it stores after the branch's cursor except the branch's own. The branch
+        /// > every change it stores after the branch's cursor to what is in the branch's scope,
+        /// > except the branch's own, with the scope's moves. The branch
         /// > sends a PullAck after committing each set. With `follow`, the stream stays open and
         /// > carries new changes as HQ stores them; without it, HQ ends the stream once caught up.
         ///
@@ -677,7 +682,8 @@ extension WireSync.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > HQ -> branch. The first request is a PullStart; HQ then streams change sets holding
-    /// > every change it stores after the branch's cursor except the branch's own. The branch
+    /// > every change it stores after the branch's cursor to what is in the branch's scope,
+    /// > except the branch's own, with the scope's moves. The branch
     /// > sends a PullAck after committing each set. With `follow`, the stream stays open and
     /// > carries new changes as HQ stores them; without it, HQ ends the stream once caught up.
     ///
@@ -779,7 +785,8 @@ extension WireSync.ClientProtocol {
     /// > Source IDL Documentation:
     /// >
     /// > HQ -> branch. The first request is a PullStart; HQ then streams change sets holding
-    /// > every change it stores after the branch's cursor except the branch's own. The branch
+    /// > every change it stores after the branch's cursor to what is in the branch's scope,
+    /// > except the branch's own, with the scope's moves. The branch
     /// > sends a PullAck after committing each set. With `follow`, the stream stays open and
     /// > carries new changes as HQ stores them; without it, HQ ends the stream once caught up.
     ///

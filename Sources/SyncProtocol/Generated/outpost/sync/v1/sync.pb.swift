@@ -352,6 +352,16 @@ public nonisolated struct WirePullBatch: Sendable {
   /// Nothing in HQ's log after this batch at the moment it was made.
   public var caughtUp: Bool = false
 
+  /// Protocol 2: scope moves in the batch's range (README.md §5.4), 16-byte customer keys.
+  /// Customers that entered the branch's scope: their current state with everything hanging
+  /// off them is in change_set. A branch that waits to evict one of them stops waiting.
+  public var movedIn: [Data] = []
+
+  /// Customers that left the branch's scope: the branch evicts each (a local purge, no change
+  /// travels) once HQ has acknowledged every change the branch made to it, in the same
+  /// transaction that commits this batch and its cursor.
+  public var evicted: [Data] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -783,7 +793,7 @@ nonisolated extension WirePullAck: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}change_set\0\u{3}last_sequence\0\u{3}caught_up\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}change_set\0\u{3}last_sequence\0\u{3}caught_up\0\u{3}moved_in\0\u{1}evicted\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -794,6 +804,8 @@ nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 1: try { try decoder.decodeSingularBytesField(value: &self.changeSet) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.caughtUp) }()
+      case 4: try { try decoder.decodeRepeatedBytesField(value: &self.movedIn) }()
+      case 5: try { try decoder.decodeRepeatedBytesField(value: &self.evicted) }()
       default: break
       }
     }
@@ -809,6 +821,12 @@ nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if self.caughtUp != false {
       try visitor.visitSingularBoolField(value: self.caughtUp, fieldNumber: 3)
     }
+    if !self.movedIn.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.movedIn, fieldNumber: 4)
+    }
+    if !self.evicted.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.evicted, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -816,6 +834,8 @@ nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.changeSet != rhs.changeSet {return false}
     if lhs.lastSequence != rhs.lastSequence {return false}
     if lhs.caughtUp != rhs.caughtUp {return false}
+    if lhs.movedIn != rhs.movedIn {return false}
+    if lhs.evicted != rhs.evicted {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

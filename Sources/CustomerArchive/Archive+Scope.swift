@@ -1,0 +1,390 @@
+import Foundation
+import GRDB
+import Replication
+
+/// What headquarters tells a branch about its scope along with a change set: customers that
+/// entered it (their current state is in the set) and customers that left it (to evict).
+public struct ScopeMoves: Sendable, Hashable {
+    public var movedIn: [RecordKey]
+    public var evicted: [RecordKey]
+
+    public init(movedIn: [RecordKey] = [], evicted: [RecordKey] = []) {
+        self.movedIn = movedIn
+        self.evicted = evicted
+    }
+
+    public var isEmpty: Bool { movedIn.isEmpty && evicted.isEmpty }
+}
+
+/// Why headquarters counts a customer in a branch's scope.
+public struct ScopeEntry: Sendable, Hashable, Codable {
+    public var site: String
+    public var customer: String
+    public var number: String?
+    /// `homed`, `served`, `open complaint`, `open claim`.
+    public var reasons: [String]
+}
+
+/// Scope (DESIGN, "Who holds what", "Scope belongs to HQ", "Eviction is local").
+///
+/// Headquarters holds everything. A branch holds the customers headquarters counts in its scope
+/// (homed at it; served by it: any change it recorded for them, for `scope_served_days` after
+/// the last one reached headquarters, and while a complaint or claim filed there is open),
+/// everything hanging off them by headquarters' links, and every settings and SLA record.
+///
+/// Headquarters decides scope from its own records and the sites of the changes it merged,
+/// never from a payload. Every transaction that changes a customer reconciles it: each branch
+/// whose reasons and holding differ gets a *move* (in or out) that takes the next sequence of
+/// headquarters' log, so a branch's cursor covers its moves as it covers changes. A branch's
+/// pull (``exportChanges(for:after:includeOwn:limit:maxBytes:)``) carries the log's changes to
+/// customers it held at their sequence, and for each move in the customer's current state
+/// (not its history) or an eviction. A branch evicts locally, never with a change that travels,
+/// and only once headquarters holds what the branch wrote about the customer.
+extension Archive {
+    // MARK: Headquarters
+
+    /// A change set of headquarters' log after `after` restricted to `site`'s scope, and the
+    /// moves of that scope in the same range.
+    ///
+    /// A change to a customer (or to anything hanging off it) is included when the site held
+    /// the customer at the change's sequence; a move in adds the customer's current state
+    /// with its dependants; a move out names the customer to evict. When a customer moves
+    /// more than once in the range, its last move counts. The site's own changes are left out
+    /// unless `includeOwn` (a branch recovering from a restore). The set's range always covers
+    /// the whole log up to `through`, changes and moves alike.
+    public func exportChanges(
+        for site: SiteID, after: UInt64, includeOwn: Bool = false, limit: Int = .max, maxBytes: Int = .max
+    ) throws -> (set: ChangeSet, moves: ScopeMoves) {
+        try writer.read { db in
+            let session = try Session(db: db, core: core)
+            let end = max(
+                after,
+                UInt64(
+                    try Int64.fetchOne(
+                        db,
+                        sql: """
+                            SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), coalesce((SELECT max(seq) FROM scope_moves), 0), sequence)
+                            FROM state
+                            """) ?? 0))
+            var logFilter = ""
+            var logArguments: StatementArguments = [Int64(bitPattern: after)]
+            if !includeOwn, let index = try core.sites.existingIndex(of: site, in: db) {
+                logFilter = " AND site != ?"
+                _ = logArguments.append(contentsOf: [index])
+            }
+            let log = try Row.fetchCursor(
+                db, sql: "SELECT seq, tbl, key, kind, hlc, site, body FROM changelog WHERE seq > ?\(logFilter) ORDER BY seq",
+                arguments: logArguments)
+            let moves = try Row.fetchCursor(
+                db, sql: "SELECT seq, customer, held FROM scope_moves WHERE site = ? AND seq > ? ORDER BY seq",
+                arguments: [site.code, Int64(bitPattern: after)])
+            let heldAt = try db.cachedStatement(
+                sql: "SELECT held FROM scope_moves WHERE customer = ? AND site = ? AND seq < ? ORDER BY seq DESC LIMIT 1")
+            var sitesByIndex: [Int64: SiteID] = [:]
+            func origin(_ i: Int64) throws -> SiteID {
+                if let s = sitesByIndex[i] { return s }
+                let s = try core.sites.site(at: i, in: db)
+                sitesByIndex[i] = s
+                return s
+            }
+            var changes: [Change] = []
+            /// The customer each change of `changes` belongs to (nil: everyone's).
+            var owners: [RecordKey?] = []
+            /// The last move of each customer in the range: its state (moved in) or nil (out).
+            var moved: [RecordKey: [Change]?] = [:]
+            var order: [RecordKey] = []
+            var count = 0
+            var bytes = 0
+            var through = after
+            var nextLog = try log.next()?.copy()
+            var nextMove = try moves.next()?.copy()
+            var last: (key: Data, time: Int64)?
+            while nextLog != nil || nextMove != nil {
+                let logSeq = nextLog.map { $0[0] as Int64 } ?? .max
+                let moveSeq = nextMove.map { $0[0] as Int64 } ?? .max
+                if logSeq < moveSeq, let row = nextLog {
+                    let keyData: Data = row[2]
+                    let rawTime: Int64 = row[4]
+                    // Never cut between changes one write made together.
+                    if count >= limit || bytes >= maxBytes, !(last?.key == keyData && last?.time == rawTime) { break }
+                    nextLog = try log.next()?.copy()
+                    through = UInt64(logSeq)
+                    last = (keyData, rawTime)
+                    let table = UInt8(clamping: row[1] as Int64)
+                    let key = RecordKey(data: keyData)
+                    var owner: RecordKey?
+                    switch try Session.owner(table: table, key: key, db) {
+                    case .everyone: break
+                    case .unknown: continue
+                    case .customer(let customer):
+                        let held = try Int64.fetchOne(heldAt, arguments: [customer.data, site.code, logSeq]) ?? 0
+                        guard held != 0 else { continue }
+                        owner = customer
+                    }
+                    guard let kind = Change.Kind(rawValue: UInt8(clamping: row[3] as Int64)) else { continue }
+                    let time = Timestamp(rawValue: UInt64(bitPattern: rawTime))
+                    let body: Data = row[6]
+                    var r = ByteReader([UInt8](body))
+                    let decoded = try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
+                        do { return try origin(Int64(bitPattern: i)) } catch {
+                            throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
+                        }
+                    }
+                    changes.append(Change(table: table, key: key, stamp: Stamp(time: time, site: try origin(row[5])), body: decoded))
+                    owners.append(owner)
+                    count += 1
+                    bytes += body.count + 32
+                } else if let row = nextMove {
+                    if count >= limit || bytes >= maxBytes { break }
+                    nextMove = try moves.next()?.copy()
+                    through = UInt64(moveSeq)
+                    last = nil
+                    let customer = RecordKey(data: row[1])
+                    if moved[customer] == nil { order.append(customer) }
+                    if (row[2] as Int64) != 0 {
+                        let state = try currentState(ofCustomer: customer, session)
+                        moved[customer] = .some(state)
+                        count += state.count
+                        bytes += state.reduce(0) { $0 + Self.approximateSize($1) }
+                    } else {
+                        moved[customer] = .some(nil)
+                    }
+                }
+            }
+            if nextLog == nil && nextMove == nil { through = end }
+            // A customer whose last move here is out is evicted when the set commits: its
+            // changes from before would only leave a part of it (what hangs off a record the
+            // branch never got) behind.
+            if moved.values.contains(where: { $0 == nil }) {
+                changes = zip(changes, owners).compactMap { change, owner in
+                    guard let owner, let last = moved[owner], last == nil else { return change }
+                    return nil
+                }
+            }
+            var result = ScopeMoves()
+            for customer in order {
+                if let state = moved[customer] ?? nil {
+                    changes += state
+                    result.movedIn.append(customer)
+                } else {
+                    result.evicted.append(customer)
+                }
+            }
+            return (ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: changes), result)
+        }
+    }
+
+    /// About how many bytes a change takes in a set (for batch bounds only).
+    static func approximateSize(_ change: Change) -> Int {
+        func size(_ v: Value) -> Int {
+            switch v {
+            case .text(let s): s.utf8.count + 2
+            case .blob(let b): b.count + 2
+            default: 9
+            }
+        }
+        switch change.body {
+        case .fields(let writes): return 32 + writes.reduce(0) { $0 + 2 + size($1.value) }
+        case .append(let values): return 32 + values.reduce(0) { $0 + 2 + size($1.value) }
+        case .existence, .erase: return 32
+        }
+    }
+
+    /// A customer's current state with everything hanging off it, as changes that carry each
+    /// value's own stamp: what a branch the customer moves into needs instead of its history.
+    func currentState(ofCustomer customer: RecordKey, _ session: Session) throws -> [Change] {
+        var out: [Change] = []
+        for (table, keys) in try session.holding(of: customer) {
+            switch table.kind {
+            case .registers:
+                for key in keys {
+                    guard let state = try session.load(table, RecordKey(data: key)) else { continue }
+                    out += Self.changes(restoring: state, table: table, key: RecordKey(data: key))
+                }
+            case .appendOnly:
+                let columns = table.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
+                let read = try session.db.cachedStatement(sql: "SELECT hlc, origin, \(columns) FROM \(table.name) WHERE id = ?")
+                for key in keys {
+                    guard let row = try Row.fetchOne(read, arguments: [key]),
+                        let origin = try? SiteID(row[1] as String)
+                    else { continue }
+                    var values: [ColumnValue] = []
+                    for i in table.columns.indices {
+                        let v = Value(row[2 + i] as DatabaseValue)
+                        if !v.isNull { values.append(ColumnValue(column: i, value: v)) }
+                    }
+                    let stamp = Stamp(time: Timestamp(rawValue: UInt64(bitPattern: row[0] as Int64)), site: origin)
+                    out.append(Change(table: table.id, key: RecordKey(data: key), stamp: stamp, body: .append(values)))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Changes that bring a site without the record to `state`: the fields grouped by their
+    /// stamps, then its causal length and erasure when they say more than the fields do.
+    static func changes(restoring state: RecordState, table: TableSchema, key: RecordKey) -> [Change] {
+        var byStamp: [Stamp: [FieldWrite]] = [:]
+        for (column, register) in state.registers.enumerated() {
+            guard let register else { continue }
+            byStamp[register.stamp, default: []].append(FieldWrite(column: column, value: register.value))
+        }
+        var out = byStamp.keys.sorted().map { Change(table: table.id, key: key, stamp: $0, body: .fields(byStamp[$0]!)) }
+        let newest = byStamp.keys.max() ?? Stamp(time: Timestamp(rawValue: 1), site: .headquarters)
+        if state.causalLength > 1 || (out.isEmpty && state.causalLength > 0) {
+            out.append(Change(table: table.id, key: key, stamp: newest, body: .existence(causalLength: state.causalLength)))
+        }
+        // A complaint's or claim's erasure is derived from its customer's, which the receiver
+        // merges first (sets apply in table order): only a customer carries one.
+        if state.erased && table.id == Schema.customers.id { out.append(Change(table: table.id, key: key, stamp: newest, body: .erase)) }
+        return out
+    }
+
+    /// Reconciles the customers whose served reasons lapsed (headquarters runs this hourly):
+    /// their rows go, and a branch that has no other reason to hold them gets a move out.
+    /// - Returns: how many lapsed reasons were removed.
+    @discardableResult
+    public func expireScope() throws -> Int {
+        guard site == headquarters else { return 0 }
+        return try transaction { session in
+            let now = Int64(clamping: session.wall)
+            let lapsed = try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_served WHERE until <= ?", arguments: [now])
+            try session.db.execute(sql: "DELETE FROM scope_served WHERE until <= ?", arguments: [now])
+            let removed = session.db.changesCount
+            for customer in lapsed { try session.reconcileScope(of: RecordKey(data: customer)) }
+            return removed
+        }
+    }
+
+    /// Sets how many days a branch keeps a customer after its last change for it reached
+    /// headquarters (`outpost scope window`); a shorter window applies at the next expiry.
+    public func setServedDays(_ days: Int) throws {
+        guard site == headquarters else {
+            throw ArchiveError(.refused, "scope is decided at headquarters (\(headquarters)); this site is \(site)")
+        }
+        guard (0...3_650).contains(days) else { throw ArchiveError(.invalidInput, "the served window is 0 to 3650 days") }
+        try writer.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('scope_served_days', ?)", arguments: [days])
+        }
+    }
+
+    public func servedDays() throws -> Int {
+        try read { db in
+            Int(try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'scope_served_days'") ?? Session.defaultServedDays)
+        }
+    }
+
+    /// Why headquarters counts each customer in a branch's scope (or every branch's, with no
+    /// site), sorted by site and customer number.
+    public func scope(of site: SiteID? = nil, limit: Int = .max) throws -> [ScopeEntry] {
+        try read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT r.site, r.customer, c.number, group_concat(DISTINCT r.reason) FROM scope_reasons r
+                    LEFT JOIN customers c ON c.id = r.customer
+                    WHERE r.site != ? \(site == nil ? "" : "AND r.site = ?")
+                    GROUP BY r.site, r.customer ORDER BY r.site, c.number, r.customer LIMIT ?
+                    """,
+                arguments: StatementArguments([headquarters.code] + (site.map { [$0.code] } ?? []) + [min(limit, Int(Int32.max))]))
+            return rows.compactMap { row in
+                guard let key = (row[1] as Data?).flatMap({ $0.count == 16 ? RecordKey(data: $0) : nil }) else { return nil }
+                let reasons = ((row[3] as String?) ?? "").split(separator: ",").map(String.init).sorted()
+                return ScopeEntry(site: row[0], customer: key.description, number: row[2], reasons: reasons)
+            }
+        }
+    }
+
+    // MARK: Branch
+
+    /// Customers headquarters moved out of this branch's scope whose eviction waits until
+    /// headquarters has acknowledged what this site wrote about them.
+    public func pendingEvictions() throws -> Int {
+        try read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scope_evictions") ?? 0 }
+    }
+
+    /// Applies headquarters' moves in a transaction that already merged the set holding them.
+    func applyMoves(_ moves: ScopeMoves, _ session: inout Session) throws {
+        let cancel = try session.db.cachedStatement(sql: "DELETE FROM scope_evictions WHERE customer = ?")
+        for customer in moves.movedIn { try cancel.execute(arguments: [customer.data]) }
+        var evicted = 0
+        for customer in moves.evicted where try session.evict(customer) { evicted += 1 }
+        if evicted > 0 { logger.info("evicted customers that left this branch's scope", metadata: ["count": "\(evicted)"]) }
+    }
+
+    /// Evicts the customers whose eviction waited for headquarters' acknowledgement.
+    func completeEvictions(_ session: inout Session) throws {
+        let waiting = try Data.fetchAll(session.db, sql: "SELECT customer FROM scope_evictions ORDER BY customer")
+        for customer in waiting { try session.evict(RecordKey(data: customer)) }
+    }
+}
+
+extension Archive {
+    /// The canonical dump restricted to what headquarters counts in `site`'s scope: its
+    /// customers and everything hanging off them, and every settings and SLA record. A quiet
+    /// branch's own `dump --canonical` equals it.
+    public func canonicalDump(scope site: SiteID, pretty: Bool = true) throws -> String {
+        try canonicalJSON(scope: site).rendered(pretty: pretty) + (pretty ? "\n" : "")
+    }
+
+    public func canonicalJSON(scope site: SiteID?) throws -> JSON {
+        guard let site else { return try canonicalJSON() }
+        let customers = "SELECT customer FROM scope_reasons WHERE site = ?"
+        let complaints = "SELECT id FROM complaints WHERE customer_id IN (\(customers))"
+        let claims = "SELECT id FROM claims WHERE customer_id IN (\(customers))"
+        let filters: [UInt8: String] = [
+            Schema.customers.id: "id IN (\(customers))",
+            Schema.contacts.id: "customer_id IN (\(customers))",
+            Schema.figures.id: "customer_id IN (\(customers))",
+            Schema.complaints.id: "id IN (\(complaints))",
+            Schema.complaintNotes.id: "complaint_id IN (\(complaints))",
+            Schema.complaintTransitions.id: "complaint_id IN (\(complaints))",
+            Schema.claims.id: "id IN (\(claims))",
+            Schema.claimTransitions.id: "claim_id IN (\(claims))",
+            Schema.claimPayments.id: "claim_id IN (\(claims))",
+        ]
+        return try canonicalJSON { table in filters[table.id].map { ($0, [site.code]) } }
+    }
+}
+
+extension Archive {
+    /// Where this site keeps a key of a record it does not hold (its change log, conflict
+    /// journal, quarantine or search index), leaving out writes headquarters refused: after an
+    /// eviction nothing of the customer may remain. Tests and the simulation check it.
+    package func keysOutsideRecords() throws -> [String] {
+        try read { db in
+            let held = Schema.tables.map { "SELECT id FROM \($0.name)" }.joined(separator: " UNION ALL ")
+            var found: [String] = []
+            for (place, table, column) in [
+                ("changelog", "changelog", "key"), ("conflicts", "conflicts", "key"), ("quarantine", "quarantine", "key"),
+                ("search index", "search_rows", "id"),
+            ] {
+                let keys = try Data.fetchAll(
+                    db,
+                    sql: """
+                        SELECT DISTINCT \(column) FROM \(table)
+                        WHERE \(column) NOT IN (\(held)) AND \(column) NOT IN (SELECT key FROM refused_changes)
+                        """)
+                found += keys.map { "\(place): \(RecordKey(data: $0))" }
+            }
+            return found
+        }
+    }
+}
+
+extension Archive {
+    package func debugHistory(_ keys: [RecordKey]) throws -> String {
+        try read { db in
+            var out = ""
+            for k in keys {
+                for r in try Row.fetchAll(db, sql: "SELECT seq, site, held FROM scope_moves WHERE customer = ? ORDER BY seq", arguments: [k.data]) {
+                    out += "move \(r[0] as Int64) \(r[1] as String) \(r[2] as Int64) for \(k)\n"
+                }
+                for r in try Row.fetchAll(db, sql: "SELECT seq, tbl, kind, site FROM changelog WHERE key = ? ORDER BY seq", arguments: [k.data]) {
+                    out += "log \(r[0] as Int64) tbl \(r[1] as Int64) kind \(r[2] as Int64) site \(r[3] as Int64) key \(k)\n"
+                }
+            }
+            return out
+        }
+    }
+}

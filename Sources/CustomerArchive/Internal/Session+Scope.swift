@@ -1,0 +1,171 @@
+import Foundation
+import GRDB
+import Replication
+
+/// A record a transaction at headquarters changed, and the site whose change it was.
+struct ScopeTouch: Hashable {
+    var table: UInt8
+    var key: RecordKey
+    var origin: SiteID
+}
+
+/// Whom a record belongs to for scope: every branch (settings, SLA rules), one customer (the
+/// customer itself and everything hanging off it, by headquarters' current links), or nobody
+/// known yet (a dependant whose parent has not arrived).
+enum ScopeOwner: Hashable {
+    case everyone
+    case customer(RecordKey)
+    case unknown
+}
+
+extension Session {
+    /// How long a branch keeps a customer it served (a contact, complaint, claim or edit it
+    /// recorded) after its last such change reached headquarters, unless the archive's
+    /// `scope_served_days` says otherwise.
+    static let defaultServedDays: Int64 = 90
+
+    /// The SQL that finds a record's customer, by table; tables absent here belong to everyone.
+    static let ownerSQL: [UInt8: String] = [
+        Schema.contacts.id: "SELECT customer_id FROM contacts WHERE id = ?",
+        Schema.complaints.id: "SELECT customer_id FROM complaints WHERE id = ?",
+        Schema.complaintNotes.id:
+            "SELECT c.customer_id FROM complaint_notes n JOIN complaints c ON c.id = n.complaint_id WHERE n.id = ?",
+        Schema.complaintTransitions.id:
+            "SELECT c.customer_id FROM complaint_transitions n JOIN complaints c ON c.id = n.complaint_id WHERE n.id = ?",
+        Schema.claims.id: "SELECT customer_id FROM claims WHERE id = ?",
+        Schema.claimTransitions.id: "SELECT c.customer_id FROM claim_transitions n JOIN claims c ON c.id = n.claim_id WHERE n.id = ?",
+        Schema.claimPayments.id: "SELECT c.customer_id FROM claim_payments n JOIN claims c ON c.id = n.claim_id WHERE n.id = ?",
+        Schema.figures.id: "SELECT customer_id FROM figures WHERE id = ?",
+    ]
+
+    /// The customer a record hangs off, by the links this archive holds now.
+    static func owner(table: UInt8, key: RecordKey, _ db: Database) throws -> ScopeOwner {
+        if table == Schema.customers.id { return .customer(key) }
+        guard let sql = ownerSQL[table] else { return .everyone }
+        guard let data = try Data.fetchOne(try db.cachedStatement(sql: sql), arguments: [key.data]), data.count == 16 else { return .unknown }
+        return .customer(RecordKey(data: data))
+    }
+
+    /// Brings every branch's scope up to date with what this transaction changed: a branch that
+    /// wrote for a customer has served it, and every customer touched is reconciled.
+    mutating func updateScope() throws {
+        let touched = scopeTouched
+        scopeTouched = []
+        let days =
+            try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'scope_served_days'"))
+            ?? Self.defaultServedDays
+        let until = Int64(clamping: wall).adding(saturating: max(0, days).multiplied(saturating: 86_400_000))
+        let serve = try db.cachedStatement(
+            sql: """
+                INSERT INTO scope_served(customer, site, until) VALUES (?, ?, ?)
+                ON CONFLICT(customer, site) DO UPDATE SET until = max(until, excluded.until)
+                """)
+        var customers: [RecordKey] = []
+        var seen: Set<RecordKey> = []
+        for touch in touched {
+            guard case .customer(let customer) = try Self.owner(table: touch.table, key: touch.key, db) else { continue }
+            if touch.origin != core.headquarters { try serve.execute(arguments: [customer.data, touch.origin.code, until]) }
+            if seen.insert(customer).inserted { customers.append(customer) }
+        }
+        // Duplicates merged into a touched customer follow it (their reason is its home).
+        let merged = try db.cachedStatement(sql: "SELECT id FROM customers WHERE merged_into = ?")
+        var i = 0
+        while i < customers.count && i < 100_000 {
+            for d in try Data.fetchAll(merged, arguments: [customers[i].data]) where seen.insert(RecordKey(data: d)).inserted {
+                customers.append(RecordKey(data: d))
+            }
+            i += 1
+        }
+        for customer in customers { try reconcileScope(of: customer) }
+    }
+
+    /// Records a move for every branch whose holding of `customer` differs from its reasons:
+    /// in when it has a reason and was not told it holds the customer, out the other way.
+    /// Each move takes the next sequence of the log, so a branch's cursor covers it.
+    mutating func reconcileScope(of customer: RecordKey) throws {
+        var wanted: Set<String> = []
+        for code in try String.fetchAll(
+            try db.cachedStatement(sql: "SELECT DISTINCT site FROM scope_reasons WHERE customer = ?"), arguments: [customer.data])
+        where code != core.headquarters.code && (try? SiteID(code)) != nil {
+            wanted.insert(code)
+        }
+        var held: Set<String> = []
+        for row in try Row.fetchAll(
+            try db.cachedStatement(
+                sql: """
+                    SELECT site, held FROM scope_moves m WHERE customer = ?
+                    AND seq = (SELECT max(seq) FROM scope_moves WHERE customer = m.customer AND site = m.site)
+                    """), arguments: [customer.data])
+        where (row[1] as Int64) != 0 {
+            held.insert(row[0])
+        }
+        guard wanted != held else { return }
+        let move = try db.cachedStatement(sql: "INSERT INTO scope_moves(seq, site, customer, held) VALUES (?, ?, ?, ?)")
+        for site in wanted.subtracting(held).sorted() {
+            sequence += 1
+            try move.execute(arguments: [sequence, site, customer.data, 1])
+        }
+        for site in held.subtracting(wanted).sorted() {
+            sequence += 1
+            try move.execute(arguments: [sequence, site, customer.data, 0])
+        }
+    }
+
+    // MARK: Eviction (at a branch)
+
+    /// The keys of a customer's record and of everything hanging off it here, by table.
+    func holding(of customer: RecordKey) throws -> [(TableSchema, [Data])] {
+        let c = customer.data
+        func keys(_ sql: String) throws -> [Data] { try Data.fetchAll(db, sql: sql, arguments: [c]) }
+        let complaints = "SELECT id FROM complaints WHERE customer_id = ?"
+        let claims = "SELECT id FROM claims WHERE customer_id = ?"
+        return [
+            (Schema.customers, try keys("SELECT id FROM customers WHERE id = ?")),
+            (Schema.contacts, try keys("SELECT id FROM contacts WHERE customer_id = ?")),
+            (Schema.figures, try keys("SELECT id FROM figures WHERE customer_id = ?")),
+            (Schema.complaints, try keys(complaints)),
+            (Schema.complaintNotes, try keys("SELECT id FROM complaint_notes WHERE complaint_id IN (\(complaints))")),
+            (Schema.complaintTransitions, try keys("SELECT id FROM complaint_transitions WHERE complaint_id IN (\(complaints))")),
+            (Schema.claims, try keys(claims)),
+            (Schema.claimTransitions, try keys("SELECT id FROM claim_transitions WHERE claim_id IN (\(claims))")),
+            (Schema.claimPayments, try keys("SELECT id FROM claim_payments WHERE claim_id IN (\(claims))")),
+        ]
+    }
+
+    /// Evicts a customer headquarters no longer counts in this branch's scope: a local purge of
+    /// the replica (no change is logged or travels), scrubbed like an erasure. When this site
+    /// has changes to it that headquarters has not acknowledged, nothing is purged: the
+    /// eviction waits in `scope_evictions` until they are (``Archive/acknowledgeSent(to:through:)``).
+    /// - Returns: whether the customer was purged now.
+    @discardableResult
+    mutating func evict(_ customer: RecordKey) throws -> Bool {
+        let holding = try holding(of: customer)
+        let acknowledged =
+            try Int64.fetchOne(
+                try db.cachedStatement(sql: "SELECT sent_through FROM cursors WHERE peer = ?"), arguments: [core.headquarters.code]) ?? 0
+        let unacknowledged = try db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM changelog WHERE key = ? AND seq > ?)")
+        for (_, keys) in holding {
+            for key in keys where try Bool.fetchOne(unacknowledged, arguments: [key, acknowledged]) == true {
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO scope_evictions(customer, since) VALUES (?, ?)").execute(
+                    arguments: [customer.data, Int64(clamping: wall)])
+                return false
+            }
+        }
+        for (table, keys) in holding where !keys.isEmpty {
+            let delete = try db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?")
+            for key in keys {
+                try delete.execute(arguments: [key])
+                // What this site wrote about the customer (acknowledged, or it would not be
+                // purged), what lost to it and what waits in quarantine go with it.
+                try db.cachedStatement(sql: "DELETE FROM changelog WHERE key = ?").execute(arguments: [key])
+                try db.cachedStatement(sql: "DELETE FROM conflicts WHERE key = ?").execute(arguments: [key])
+                try db.cachedStatement(sql: "DELETE FROM quarantine WHERE key = ?").execute(arguments: [key])
+            }
+        }
+        try SearchIndex.remove(customer.data, db)
+        try db.cachedStatement(sql: "DELETE FROM scope_evictions WHERE customer = ?").execute(arguments: [customer.data])
+        searchPurge = true
+        needsCheckpoint = true
+        return true
+    }
+}
