@@ -306,8 +306,9 @@ extension Archive {
                 // where it is, and its range comes again from there.
                 var movesSkipped = false
                 if isLast && !moves.isEmpty && core.site != core.headquarters {
-                    let current = try Int64.fetchOne(
-                        session.db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [set.producer.code]) ?? 0
+                    let current =
+                        try Int64.fetchOne(
+                            session.db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [set.producer.code]) ?? 0
                     if set.after == UInt64(bitPattern: current) { try applyMoves(moves, &session) } else { movesSkipped = true }
                 }
                 if isLast && options.advanceCursor && !movesSkipped {

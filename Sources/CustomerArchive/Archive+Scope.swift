@@ -141,7 +141,11 @@ extension Archive {
                     last = nil
                     let customer = RecordKey(data: row[1])
                     if moved[customer] == nil { order.append(customer) }
-                    if (row[2] as Int64) != 0 {
+                    if (row[2] as Int64) == 2 && !includeOwn {
+                        // In, and the branch already holds all of it (it created the customer);
+                        // a branch restored from a backup may not, and gets its state.
+                        moved[customer] = .some([])
+                    } else if (row[2] as Int64) != 0 {
                         let state = try currentState(ofCustomer: customer, session)
                         moved[customer] = .some(state)
                         count += state.count
@@ -165,7 +169,7 @@ extension Archive {
             for customer in order {
                 if let state = moved[customer] ?? nil {
                     changes += state
-                    result.movedIn.append(customer)
+                    if !state.isEmpty { result.movedIn.append(customer) }
                 } else {
                     result.evicted.append(customer)
                 }
@@ -247,9 +251,11 @@ extension Archive {
     public func expireScope() throws -> Int {
         guard site == headquarters else { return 0 }
         return try transaction { session in
-            let now = Int64(clamping: session.wall)
-            let lapsed = try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_served WHERE until <= ?", arguments: [now])
-            try session.db.execute(sql: "DELETE FROM scope_served WHERE until <= ?", arguments: [now])
+            let days = Int64(
+                try Int64.fetchOne(session.db, sql: "SELECT value FROM meta WHERE key = 'scope_served_days'") ?? Session.defaultServedDays)
+            let cutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, days).multiplied(saturating: 86_400_000))
+            let lapsed = try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_served WHERE served_at <= ?", arguments: [cutoff])
+            try session.db.execute(sql: "DELETE FROM scope_served WHERE served_at <= ?", arguments: [cutoff])
             let removed = session.db.changesCount
             for customer in lapsed { try session.reconcileScope(of: RecordKey(data: customer)) }
             return removed
@@ -368,23 +374,6 @@ extension Archive {
                 found += keys.map { "\(place): \(RecordKey(data: $0))" }
             }
             return found
-        }
-    }
-}
-
-extension Archive {
-    package func debugHistory(_ keys: [RecordKey]) throws -> String {
-        try read { db in
-            var out = ""
-            for k in keys {
-                for r in try Row.fetchAll(db, sql: "SELECT seq, site, held FROM scope_moves WHERE customer = ? ORDER BY seq", arguments: [k.data]) {
-                    out += "move \(r[0] as Int64) \(r[1] as String) \(r[2] as Int64) for \(k)\n"
-                }
-                for r in try Row.fetchAll(db, sql: "SELECT seq, tbl, kind, site FROM changelog WHERE key = ? ORDER BY seq", arguments: [k.data]) {
-                    out += "log \(r[0] as Int64) tbl \(r[1] as Int64) kind \(r[2] as Int64) site \(r[3] as Int64) key \(k)\n"
-                }
-            }
-            return out
         }
     }
 }

@@ -54,7 +54,8 @@ struct ScopeCommand: ParsableCommand {
                 let held = try archive.counts()["customers"] ?? 0
                 let waiting = try archive.pendingEvictions()
                 if output.json {
-                    return Output.json(.object(["site": .string(archive.site.code), "customers": .int(Int64(held)), "pending_evictions": .int(Int64(waiting))]))
+                    return Output.json(
+                        .object(["site": .string(archive.site.code), "customers": .int(Int64(held)), "pending_evictions": .int(Int64(waiting))]))
                 }
                 return Output.write(
                     "\(archive.site) holds \(held) customers; \(waiting) evictions wait for headquarters to acknowledge this site's changes\n"
@@ -84,9 +85,10 @@ struct ScopeCommand: ParsableCommand {
             abstract: "Show or set how long a branch keeps a customer it served (at headquarters).",
             discussion: """
                 A branch keeps a customer it served for this many days after its last change for \
-                the customer reached headquarters (default 90). Headquarters retires lapsed \
-                reasons hourly; the branch then evicts the customer unless it holds it for \
-                another reason. 0 keeps a served customer only until the next hourly check.
+                the customer reached headquarters (default 90). Setting it retires what lapsed \
+                under the new window at once; after that headquarters' daemon retires lapsed \
+                reasons hourly. A branch then evicts the customer unless it holds it for another \
+                reason. 0 keeps a served customer only until the next retirement.
 
                 Examples:
                   outpost scope window
@@ -102,7 +104,10 @@ struct ScopeCommand: ParsableCommand {
             let archive = try storage.openArchive()
             if let servedDays {
                 try archive.setServedDays(servedDays)
-                Output.write("a branch keeps a customer it served for \(servedDays) days after its last change for it\n")
+                // A shorter window applies now: what lapsed under it leaves the branches.
+                let lapsed = try archive.expireScope()
+                Output.write(
+                    "a branch keeps a customer it served for \(servedDays) days after its last change for it; \(lapsed) lapsed reasons retired now\n")
             } else {
                 Output.write("a branch keeps a customer it served for \(try archive.servedDays()) days after its last change for it\n")
             }

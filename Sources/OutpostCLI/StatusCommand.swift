@@ -105,6 +105,9 @@ struct SyncReport {
     var pending: Int
     /// This site's changes headquarters refused (`outpost changes refused`).
     var refused: Int
+    /// Customers that left this branch's scope, waiting for headquarters to acknowledge this
+    /// site's changes to them before they are evicted.
+    var pendingEvictions: Int
     var behind: UInt64?
     var branches: [Branch]
 
@@ -125,6 +128,7 @@ struct SyncReport {
         let hq = cursors.first { $0.peer == archive.headquarters.code }
         pending = archive.role == .branch ? try archive.countOwnChanges(after: hq?.sentThrough ?? 0) : 0
         refused = archive.role == .branch ? try archive.refusedChanges().count : 0
+        pendingEvictions = archive.role == .branch ? try archive.pendingEvictions() : 0
         if let end = state?.hqLastSequence {
             behind = end > (hq?.receivedThrough ?? 0) ? end - (hq?.receivedThrough ?? 0) : 0
         }
@@ -162,6 +166,7 @@ struct SyncReport {
             object["connected"] = .bool(connected)
             object["pending_local_changes"] = .int(Int64(pending))
             object["refused_changes"] = .int(Int64(refused))
+            object["pending_evictions"] = .int(Int64(pendingEvictions))
             object["behind_hq"] = behind.map { .int(Int64(clamping: $0)) } ?? .null
             object["last_success"] = time(state?.lastSuccessMilliseconds)
             object["clock_offset_ms"] = state?.clockOffsetMilliseconds.map { .int($0) } ?? .null
@@ -189,6 +194,7 @@ struct SyncReport {
                     ("connected", connected ? "yes" : "no"),
                     ("pending local changes", String(pending)),
                     ("refused by headquarters", refused == 0 ? "none" : "\(refused) ('outpost changes refused')"),
+                    ("evictions waiting", pendingEvictions == 0 ? "none" : "\(pendingEvictions) (until headquarters has this site's changes to them)"),
                     ("behind headquarters", behind.map(String.init) ?? "unknown (never connected)"),
                     ("last successful sync", time(state?.lastSuccessMilliseconds)),
                     ("last error", state?.lastError ?? "none"),

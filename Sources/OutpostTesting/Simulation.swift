@@ -7,7 +7,8 @@ import Replication
 /// faulty exchanges, then a final full exchange and the convergence checks.
 ///
 /// Everything random comes from the seed, so a failing seed replays exactly:
-/// `OUTPOST_SIM_SEED=<seed> swift test --filter SimulationTests`.
+/// `OUTPOST_SIM_SEED=<seed> swift test --filter SimulationTests`; `OUTPOST_SIM_DUMPS=DIR` writes
+/// the dumps of a branch that differs from HQ's dump of its scope into DIR.
 public struct Simulation {
     public struct Failure: Error, CustomStringConvertible {
         public var seed: UInt64
@@ -40,6 +41,8 @@ public struct Simulation {
         public var rehomings = 0
         public var lapsedReasons = 0
         public var evictions = 0
+        /// Evictions that waited for HQ to acknowledge the branch's own changes first.
+        public var evictionsWaited = 0
         public init() {}
     }
 
@@ -198,12 +201,11 @@ public struct Simulation {
                 do {
                     let before = toHQ ? 0 : try to.archive.pendingEvictions()
                     report = try to.archive.admit(batch, from: from.site, moves: toHQ ? nil : moves, batchSize: faults ? Int(1 + rng.next() % 6) : 5_000)
-                    if let keys = ProcessInfo.processInfo.environment["OUTPOST_SIM_KEYS"] {
-                        let hits = batch.changes.filter { keys.contains($0.key.description) }.map { "\($0.table):\($0.key.description.prefix(13))" }
-                        let mv = (moves.movedIn.map { "in:\($0.description.prefix(13))" } + moves.evicted.map { "out:\($0.description.prefix(13))" })
-                        print("trace \(from.site)->\(to.site) (\(batch.after), \(batch.through)] ooo=\(report.outOfOrder) hits=\(hits) moves=\(mv) pending=\(try to.archive.pendingEvictions())")
+                    if !moves.evicted.isEmpty {
+                        let waiting = max(0, try to.archive.pendingEvictions() - before)
+                        summary.evictions += max(0, moves.evicted.count - waiting)
+                        summary.evictionsWaited += waiting
                     }
-                    if !moves.evicted.isEmpty { summary.evictions += max(0, moves.evicted.count - (try to.archive.pendingEvictions() - before)) }
                 } catch let e as ArchiveError where toHQ && (e.code == .malformedChangeSet || e.code == .tooLarge) {
                     guard batch.changes.contains(where: { hostile.contains($0.key) }) else {
                         throw Failure(seed: seed, problem: "HQ refused an honest set from \(from.site): \(e.message)")
@@ -253,7 +255,6 @@ public struct Simulation {
             r.archive = try Archive.open(at: path, environment: r.environment.environment)
             _ = try r.archive.beginEpochAfterRestore()
             summary.restores += 1
-            if ProcessInfo.processInfo.environment["OUTPOST_SIM_KEYS"] != nil { print("trace restore \(r.site) cursor \(try r.archive.cursor(for: hq.site))") }
             if chance(50) {
                 // Back online at once: recovery, then a new customer numbered after every
                 // number the branch handed out before its disk died.
@@ -453,10 +454,6 @@ public struct Simulation {
                     try? expected.write(toFile: dir + "/hq-scope-\(r.site).json", atomically: true, encoding: .utf8)
                     try? held.write(toFile: dir + "/\(r.site).json", atomically: true, encoding: .utf8)
                     try? (try hqReplica.archive.canonicalDump()).write(toFile: dir + "/hq.json", atomically: true, encoding: .utf8)
-                    if let keys = ProcessInfo.processInfo.environment["OUTPOST_SIM_KEYS"] {
-                        print(try hqReplica.archive.debugHistory(keys.split(separator: ",").compactMap { RecordKey(String($0)) }))
-                        print("at \(r.site):", try r.archive.debugHistory(keys.split(separator: ",").compactMap { RecordKey(String($0)) }))
-                    }
                 }
                 let a = expected.split(separator: "\n")
                 let b = held.split(separator: "\n")
@@ -464,7 +461,8 @@ public struct Simulation {
                 throw Failure(
                     seed: seed,
                     problem:
-                        "\(r.site) differs from HQ's records in its scope after the final exchange (first difference at dump line \(line + 1)): HQ has \(line < a.count ? String(a[line].prefix(160)) : "nothing"), \(r.site) \(line < b.count ? String(b[line].prefix(160)) : "nothing")")
+                        "\(r.site) differs from HQ's records in its scope after the final exchange (first difference at dump line \(line + 1)); OUTPOST_SIM_DUMPS=DIR writes both dumps there"
+                )
             }
             if try r.archive.pendingEvictions() != 0 {
                 throw Failure(seed: seed, problem: "\(r.site) still waits to evict a customer after HQ acknowledged everything")

@@ -44,13 +44,14 @@ struct SimulationTests {
                 totals.rehomings += s.rehomings
                 totals.lapsedReasons += s.lapsedReasons
                 totals.evictions += s.evictions
+                totals.evictionsWaited += s.evictionsWaited
             } catch {
                 failures.append(error.description)
                 if failures.count >= 3 { break }
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches; scope: \(totals.rehomings) re-homings, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches; scope: \(totals.rehomings) re-homings, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions (\(totals.evictionsWaited) more waited for HQ to acknowledge the branch's own changes)"
         )
         // The door's paths must have run, or the simulation proves nothing about them.
         if seeds.count >= 200 && failures.isEmpty {

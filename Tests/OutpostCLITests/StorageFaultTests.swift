@@ -12,11 +12,11 @@ struct StorageFaultTests {
     @Test func aFullDiskPausesSyncingAndResumesWhenSpaceIsFreed() throws {
         let network = try Network(branches: ["SH01"])
         try network.start("HQ")
-        // Headquarters holds more than the branch's disk can take.
+        // Headquarters holds more of the branch's customers than the branch's disk can take.
         let rows = 12_000
         let csv = network.sandbox.path("many.csv")
-        var text = "name,phone,city\n"
-        for i in 0..<rows { text += "满盘客户\(i),1370\(String(format: "%07d", i)),上海\n" }
+        var text = "name,phone,city,home_branch\n"
+        for i in 0..<rows { text += "满盘客户\(i),1370\(String(format: "%07d", i)),上海,SH01\n" }
         try text.write(toFile: csv, atomically: true, encoding: .utf8)
         try network.hq.ok("import", "customers", csv)
 

@@ -33,9 +33,11 @@ struct SyncDaemonTests {
         if let dumps = try network.waitConverged() {
             Issue.record("sites did not converge: \(dumps.mapValues { $0.count })\n\(network.logs())")
         }
+        // HQ holds the national base; each branch its scope: the customers homed at it.
         for code in network.codes {
             let numbers = try network.site(code).array("customer", "list").compactMap { $0["number"] as? String }
-            #expect(Set(numbers) == Set(expected), "\(code) holds \(numbers.sorted())")
+            let owed = code == "HQ" ? expected : expected.filter { $0.hasPrefix(code + "-") }
+            #expect(Set(numbers) == Set(owed), "\(code) holds \(numbers.sorted())")
         }
         let online = try #require(try network.site("SH01").object("status")["sync"] as? [String: Any])
         #expect(online["connected"] as? Bool == true, "\(online)")
@@ -45,14 +47,16 @@ struct SyncDaemonTests {
         #expect(rows.compactMap { $0["site"] as? String } == Self.branches, "\(rows)")
     }
 
-    /// While connected, a change made at one branch reaches another within two seconds.
+    /// While connected, a change made at one branch reaches another within two seconds: a
+    /// customer SH01 registers for BJ01 (homed there) enters BJ01's scope.
     @Test func aChangeReachesAnotherBranchWithinTwoSeconds() throws {
         let network = try Network(branches: ["BJ01", "SH01"])
         defer { network.stopAll() }
         for code in network.codes { try network.start(code) }
         var worst: Duration = .zero
         for round in 0..<3 {
-            let added = try network.site("SH01").ok("customer", "add", "--name", "即时\(round)", "--phone", "1390000000\(round)")
+            let added = try network.site("SH01").ok(
+                "customer", "add", "--name", "即时\(round)", "--phone", "1390000000\(round)", "--home-branch", "BJ01")
             let number = try #require(added.stdout.split(separator: "\n").first { $0.hasPrefix("number:") }?.split(separator: " ").last)
             let start = ContinuousClock.now
             var arrived = false
@@ -95,10 +99,13 @@ struct SyncDaemonTests {
         #expect(up.stdout.contains("pushed: 1 changes"), "\(up)")
         #expect(try network.hq.array("customer", "list").count == 1)
 
+        // BJ01 does not hold SH01's customer (not in its scope); HQ's settings reach it.
         let pull = try network.site("BJ01").run("sync", "--once", "--hq", network.hqAddress)
         #expect(pull.status == 0, "\(pull)")
-        #expect(pull.stdout.contains("pulled: 1 changes"), "\(pull)")
-        #expect(try network.site("BJ01").dump() == network.site("SH01").dump())
+        #expect(pull.stdout.contains("pulled: 0 changes"), "\(pull)")
+        #expect(try network.site("BJ01").dump() == network.hq.scopeDump("BJ01"))
+        #expect(try network.site("SH01").dump() == network.hq.scopeDump("SH01"))
+        #expect(try network.site("BJ01").array("customer", "list").isEmpty)
 
         // HQ never echoes a change to its origin, and a second exchange has nothing to move.
         let again = try network.site("SH01").run("sync", "--once", "--hq", network.hqAddress)

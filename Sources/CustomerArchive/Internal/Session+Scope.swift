@@ -51,20 +51,19 @@ extension Session {
     mutating func updateScope() throws {
         let touched = scopeTouched
         scopeTouched = []
-        let days =
-            try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'scope_served_days'"))
-            ?? Self.defaultServedDays
-        let until = Int64(clamping: wall).adding(saturating: max(0, days).multiplied(saturating: 86_400_000))
+        // When the branch last served the customer, on headquarters' clock: the served window
+        // runs from here (``Archive/expireScope()``), whatever the window is when it is judged.
+        let now = Int64(clamping: wall)
         let serve = try db.cachedStatement(
             sql: """
-                INSERT INTO scope_served(customer, site, until) VALUES (?, ?, ?)
-                ON CONFLICT(customer, site) DO UPDATE SET until = max(until, excluded.until)
+                INSERT INTO scope_served(customer, site, served_at) VALUES (?, ?, ?)
+                ON CONFLICT(customer, site) DO UPDATE SET served_at = max(served_at, excluded.served_at)
                 """)
         var customers: [RecordKey] = []
         var seen: Set<RecordKey> = []
         for touch in touched {
             guard case .customer(let customer) = try Self.owner(table: touch.table, key: touch.key, db) else { continue }
-            if touch.origin != core.headquarters { try serve.execute(arguments: [customer.data, touch.origin.code, until]) }
+            if touch.origin != core.headquarters { try serve.execute(arguments: [customer.data, touch.origin.code, now]) }
             if seen.insert(customer).inserted { customers.append(customer) }
         }
         // Duplicates merged into a touched customer follow it (their reason is its home).
@@ -103,7 +102,10 @@ extension Session {
         let move = try db.cachedStatement(sql: "INSERT INTO scope_moves(seq, site, customer, held) VALUES (?, ?, ?, ?)")
         for site in wanted.subtracting(held).sorted() {
             sequence += 1
-            try move.execute(arguments: [sequence, site, customer.data, 1])
+            // A customer a branch created in this transaction is whole there already: the move
+            // needs no state (held 2), so a branch's new customers are not sent back to it.
+            let known = scopeBorn[customer]?.code == site
+            try move.execute(arguments: [sequence, site, customer.data, known ? 2 : 1])
         }
         for site in held.subtracting(wanted).sorted() {
             sequence += 1

@@ -85,6 +85,8 @@ struct Session {
     /// At headquarters: what this transaction changed, by record and origin, so ``finish()``
     /// can bring every branch's scope up to date in the same transaction (Session+Scope.swift).
     var scopeTouched: [ScopeTouch] = []
+    /// At headquarters: customers this transaction created, and the site whose change did.
+    var scopeBorn: [RecordKey: SiteID] = [:]
 
     init(db: Database, core: ArchiveCore) throws {
         self.db = db
@@ -235,6 +237,9 @@ struct Session {
         }
         if changed || derivedErase {
             try store(table, key, state, exists: existing != nil, before: existing)
+            if existing == nil && table.id == Schema.customers.id && core.role == .hq, let first = applied.first {
+                scopeBorn[key] = first.stamp.site
+            }
         }
         if log {
             for change in applied { try appendLog(change) }

@@ -90,9 +90,9 @@ enum Migrations {
             try db.execute(
                 sql: """
                     CREATE TABLE scope_served (
-                        customer BLOB NOT NULL, site TEXT NOT NULL, until INTEGER NOT NULL,
+                        customer BLOB NOT NULL, site TEXT NOT NULL, served_at INTEGER NOT NULL,
                         PRIMARY KEY (customer, site)) WITHOUT ROWID;
-                    CREATE INDEX scope_served_until ON scope_served(until);
+                    CREATE INDEX scope_served_at ON scope_served(served_at);
                     CREATE TABLE scope_moves (
                         seq INTEGER PRIMARY KEY, site TEXT NOT NULL, customer BLOB NOT NULL, held INTEGER NOT NULL);
                     CREATE INDEX scope_moves_customer ON scope_moves(customer, site, seq);

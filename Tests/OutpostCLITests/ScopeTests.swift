@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+
+/// Scope over real processes and mutual TLS: a branch holds only the customers headquarters
+/// counts in its scope, a customer that enters it arrives whole, and one that leaves it is
+/// evicted from the branch's file (records, log, index, WAL) once headquarters holds what the
+/// branch wrote about it.
+@Suite(.serialized)
+struct ScopeTests {
+    /// Whether any of the archive's files (main file and WAL) holds these bytes.
+    static func archiveHolds(_ site: Site, _ text: String) throws -> Bool {
+        let needle = Data(text.utf8)
+        for suffix in ["", "-wal"] {
+            let path = site.dataDir + "/archive.sqlite" + suffix
+            guard let bytes = FileManager.default.contents(atPath: path) else { continue }
+            if bytes.range(of: needle) != nil { return true }
+        }
+        return false
+    }
+
+    /// Polls `check` every 50 ms for up to `timeout`.
+    static func eventually(_ timeout: Duration = .seconds(20), _ check: () throws -> Bool) rethrows -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try check() { return true }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return try check()
+    }
+
+    @Test func aCustomerFollowsItsHomeAndLeavesNothingBehind() throws {
+        let network = try Network(branches: ["BJ01", "SH01"])
+        defer { network.stopAll() }
+        for code in network.codes { try network.start(code) }
+        let sh01 = network.site("SH01")
+        let bj01 = network.site("BJ01")
+
+        // SH01 registers a customer and opens a complaint for it: BJ01 does not hold it.
+        let phone = "13912340001"
+        let name = "迁移客户甲"
+        let added = try sh01.object("customer", "add", "--name", name, "--phone", phone)
+        let number = try #require(added["number"] as? String)
+        try sh01.ok("contact", "add", "--customer", number, "--kind", "call", "--summary", "首次来电")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        #expect(try bj01.run("customer", "show", number).status == 1, "BJ01 holds SH01's customer")
+        let scope = try network.hq.array("scope", "list", "--site", "SH01")
+        #expect(scope.first?["number"] as? String == number && (scope.first?["reasons"] as? [String])?.contains("homed") == true, "\(scope)")
+
+        // HQ moves the customer to BJ01: it arrives there whole, contact included.
+        try network.hq.ok("customer", "update", number, "--home-branch", "BJ01")
+        #expect(try Self.eventually { try bj01.run("customer", "show", number).status == 0 }, "\(network.logs())")
+        #expect(try Self.eventually { try bj01.array("contact", "list", "--customer", number).count == 1 })
+        // SH01 served it (it registered it), so it keeps it within the served window.
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        #expect(try sh01.run("customer", "show", number).status == 0)
+
+        // With no served window left, the customer leaves SH01: evicted from the file, the
+        // log, the search index and the WAL, with no change sent anywhere.
+        let hqBefore = try network.hq.dump()
+        try network.hq.ok("scope", "window", "--served-days", "0")
+        #expect(try Self.eventually { try sh01.run("customer", "show", number).status == 1 }, "\(network.logs())")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        #expect(try network.hq.dump() == hqBefore, "an eviction changed headquarters")
+        #expect(try sh01.array("customer", "search", "迁移").isEmpty)
+        #expect(try !Self.archiveHolds(sh01, phone), "SH01's files still hold the evicted customer's phone")
+        #expect(try !Self.archiveHolds(sh01, name), "SH01's files still hold the evicted customer's name")
+        #expect(try !Self.archiveHolds(sh01, "首次来电"), "SH01's files still hold the evicted customer's contact")
+        #expect(try Self.archiveHolds(bj01, phone), "BJ01 holds the customer now")
+    }
+
+    /// A branch that edits a customer while offline, as headquarters moves the customer away,
+    /// keeps its edit until headquarters has it: nothing is lost to a move.
+    @Test func anOfflineEditSurvivesTheCustomerMovingAway() throws {
+        let network = try Network(branches: ["BJ01", "SH01"])
+        defer { network.stopAll() }
+        for code in network.codes { try network.start(code) }
+        try network.hq.ok("scope", "window", "--served-days", "0")
+        let sh01 = network.site("SH01")
+        let added = try sh01.object("customer", "add", "--name", "离线客户", "--phone", "13912340002")
+        let number = try #require(added["number"] as? String)
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+
+        // SH01 goes offline and edits; meanwhile HQ re-homes the customer and retires SH01's
+        // served reason.
+        network.daemon("SH01")!.stop()
+        try sh01.ok("customer", "update", number, "--notes", "离线时的备注")
+        try network.hq.ok("customer", "update", number, "--home-branch", "BJ01")
+        try network.hq.ok("scope", "window", "--served-days", "0")
+
+        // Back online: the edit reaches HQ (and BJ01) before SH01 lets the customer go.
+        try network.start("SH01")
+        #expect(
+            try Self.eventually { try network.hq.object("customer", "show", number)["notes"] as? String == "离线时的备注" }, "\(network.logs())")
+        #expect(try Self.eventually { try bj01Notes(network, number) == "离线时的备注" }, "\(network.logs())")
+        // Its edit made SH01 a server of the customer again; once that lapses, it is evicted.
+        try network.hq.ok("scope", "window", "--served-days", "0")
+        #expect(try Self.eventually { try sh01.run("customer", "show", number).status == 1 }, "\(network.logs())")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        #expect((try sh01.object("status")["sync"] as? [String: Any])?["pending_evictions"] as? Int == 0)
+    }
+
+    private func bj01Notes(_ network: Network, _ number: String) throws -> String? {
+        let shown = try network.site("BJ01").run("customer", "show", number, "--json")
+        guard shown.status == 0 else { return nil }
+        return try shown.object()["notes"] as? String
+    }
+}
