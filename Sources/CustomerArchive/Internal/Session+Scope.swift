@@ -66,7 +66,7 @@ extension Session {
             if touch.origin != core.headquarters { try serve.execute(arguments: [customer.data, touch.origin.code, now]) }
             if seen.insert(customer).inserted { customers.append(customer) }
         }
-        // Duplicates merged into a touched customer follow it (their reason is its home).
+        // Duplicates merged into a touched customer follow it (their reason is its home), three merges deep as the view counts them.
         let merged = try db.cachedStatement(sql: "SELECT id FROM customers WHERE merged_into = ?")
         var i = 0
         while i < customers.count && i < 100_000 {

@@ -82,8 +82,9 @@ enum Migrations {
         }
         // Local, not replicated: scope (Archive+Scope.swift). In `scope_reasons`, stage 4 is a
         // closed complaint, 3 and 5 a rejected and a closed claim (Workflow.swift); a duplicate
-        // merged into a customer (at any depth) goes where that customer is homed, because
-        // reports count it there. Headquarters keeps why each branch
+        // merged into a customer goes where that customer is homed, because reports count it
+        // there: through up to three merges, as index lookups (a recursive query would walk
+        // every merged customer for each customer reconciled). Headquarters keeps why each branch
         // holds each customer and every move it told a branch about; a branch keeps the
         // evictions it must wait with until headquarters has its own changes.
         m.registerMigration("scope") { db in
@@ -112,13 +113,17 @@ enum Migrations {
                         UNION ALL SELECT c.branch, c.customer_id, 'open claim' FROM claims c
                             WHERE c.branch IS NOT NULL AND c.customer_id IS NOT NULL AND c.cl % 2 = 1
                             AND coalesce((SELECT max(t.stage) FROM claim_transitions t WHERE t.claim_id = c.id), 0) NOT IN (3, 5)
-                        UNION ALL SELECT * FROM (
-                            WITH RECURSIVE chain(id, root, depth) AS (
-                                SELECT id, merged_into, 1 FROM customers WHERE merged_into IS NOT NULL
-                                UNION SELECT chain.id, c.merged_into, chain.depth + 1 FROM chain JOIN customers c ON c.id = chain.root
-                                    WHERE c.merged_into IS NOT NULL AND chain.depth < 16)
-                            SELECT k.home_branch, chain.id, 'merged' FROM chain JOIN customers k ON k.id = chain.root
-                            WHERE k.home_branch IS NOT NULL);
+                        UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
+                            JOIN customers k ON k.id = d.merged_into
+                            WHERE d.merged_into IS NOT NULL AND k.home_branch IS NOT NULL
+                        UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
+                            JOIN customers m ON m.id = d.merged_into JOIN customers k ON k.id = m.merged_into
+                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND k.home_branch IS NOT NULL
+                        UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
+                            JOIN customers m ON m.id = d.merged_into JOIN customers n ON n.id = m.merged_into
+                            JOIN customers k ON k.id = n.merged_into
+                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND n.merged_into IS NOT NULL
+                            AND k.home_branch IS NOT NULL;
                     """)
             for name in ["scope_served", "scope_moves", "scope_evictions"] { try guardTable(name, db) }
         }
