@@ -93,13 +93,7 @@ extension Archive {
             }
             let rows = try Row.fetchCursor(
                 db, sql: "SELECT seq, tbl, key, kind, hlc, site, body FROM changelog WHERE seq > ?\(filter) ORDER BY seq", arguments: arguments)
-            var sitesByIndex: [Int64: SiteID] = [:]
-            func site(_ i: Int64) throws -> SiteID {
-                if let s = sitesByIndex[i] { return s }
-                let s = try core.sites.site(at: i, in: db)
-                sitesByIndex[i] = s
-                return s
-            }
+            var decoder = LogDecoder(core: core, db: db)
             var last: (key: Data, time: Int64)?
             var bytes = 0
             while let row = try rows.next() {
@@ -119,18 +113,43 @@ extension Archive {
                 }
                 last = (keyData, rawTime)
                 bytes += body.count + 32
-                let origin = try site(row[5])
-                guard let kind = Change.Kind(rawValue: UInt8(row[3] as Int64)) else { continue }
-                let time = Timestamp(rawValue: UInt64(bitPattern: rawTime))
-                var r = ByteReader([UInt8](body))
-                let decoded = try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
-                    do { return try site(Int64(bitPattern: i)) } catch {
-                        throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
-                    }
-                }
-                changes.append(Change(table: UInt8(row[1] as Int64), key: RecordKey(data: keyData), stamp: Stamp(time: time, site: origin), body: decoded))
+                if let change = try decoder.change(row) { changes.append(change) }
             }
             return ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: changes)
+        }
+    }
+
+    /// Turns `changelog` rows (`seq, tbl, key, kind, hlc, site, body`) back into changes,
+    /// looking each site number up once.
+    struct LogDecoder {
+        let core: ArchiveCore
+        let db: Database
+        private var sites: [Int64: SiteID] = [:]
+
+        init(core: ArchiveCore, db: Database) {
+            self.core = core
+            self.db = db
+        }
+
+        mutating func site(_ index: Int64) throws -> SiteID {
+            if let s = sites[index] { return s }
+            let s = try core.sites.site(at: index, in: db)
+            sites[index] = s
+            return s
+        }
+
+        /// The row's change; nil for a kind this version does not know.
+        mutating func change(_ row: Row) throws -> Change? {
+            guard let kind = Change.Kind(rawValue: UInt8(clamping: row[3] as Int64)) else { return nil }
+            let time = Timestamp(rawValue: UInt64(bitPattern: row[4] as Int64))
+            var reader = ByteReader([UInt8](row[6] as Data))
+            let body = try ChangeBodyCodec.decode(kind, time: time, from: &reader, limits: CodecLimits()) { i throws(ReplicationError) in
+                do { return try self.site(Int64(bitPattern: i)) } catch {
+                    throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
+                }
+            }
+            return Change(
+                table: UInt8(clamping: row[1] as Int64), key: RecordKey(data: row[2]), stamp: Stamp(time: time, site: try site(row[5])), body: body)
         }
     }
 
@@ -238,7 +257,8 @@ extension Archive {
     @discardableResult
     ///
     /// At a branch, `moves` are headquarters' scope moves that came with the set: applied in the
-    /// last transaction, after its changes and with the cursor, so a crash never separates them.
+    /// last transaction, after its changes and with the cursor, so a crash never separates them;
+    /// evictions that waited for headquarters' acknowledgement are retried there too.
     public func apply(
         _ set: ChangeSet, moves: ScopeMoves = ScopeMoves(), options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
@@ -268,6 +288,10 @@ extension Archive {
             let batch = ordered[start..<end]
             let isLast = end == ordered.count
             report += try transaction { session in
+                if core.site != core.headquarters && set.producer == core.headquarters {
+                    session.ownChangesFromHeadquarters =
+                        try Int64.fetchOne(session.db, sql: "SELECT value FROM meta WHERE key = 'recovering_since'") == nil
+                }
                 let threshold = try approvalThreshold(session.db)
                 var accepted: [Change] = []
                 accepted.reserveCapacity(batch.count)
@@ -305,7 +329,7 @@ extension Archive {
                 // set that continues exactly from the cursor; any other set leaves the cursor
                 // where it is, and its range comes again from there.
                 var movesSkipped = false
-                if isLast && !moves.isEmpty && core.site != core.headquarters {
+                if isLast && core.site != core.headquarters && (options.continuationOnly || !moves.isEmpty) {
                     let current =
                         try Int64.fetchOne(
                             session.db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [set.producer.code]) ?? 0
@@ -375,8 +399,6 @@ extension Archive {
     }
 
     /// Records that a peer holds this site's log up to `through` (it acknowledged a set).
-    /// At a branch, evictions that waited for headquarters to hold this site's changes are
-    /// carried out in the same transaction once it does.
     public func acknowledgeSent(to peer: SiteID, through: UInt64) throws {
         try transaction { session in
             try session.db.execute(
@@ -385,10 +407,6 @@ extension Archive {
                     ON CONFLICT(peer) DO UPDATE SET sent_through = max(sent_through, excluded.sent_through)
                     """,
                 arguments: [peer.code, Int64(clamping: through)])
-            let waiting = try Bool.fetchOne(session.db, sql: "SELECT EXISTS (SELECT 1 FROM scope_evictions)") == true
-            if peer == core.headquarters && core.site != core.headquarters && waiting {
-                try completeEvictions(&session)
-            }
         }
     }
 

@@ -80,13 +80,7 @@ extension Archive {
                 arguments: [site.code, Int64(bitPattern: after)])
             let heldAt = try db.cachedStatement(
                 sql: "SELECT held FROM scope_moves WHERE customer = ? AND site = ? AND seq < ? ORDER BY seq DESC LIMIT 1")
-            var sitesByIndex: [Int64: SiteID] = [:]
-            func origin(_ i: Int64) throws -> SiteID {
-                if let s = sitesByIndex[i] { return s }
-                let s = try core.sites.site(at: i, in: db)
-                sitesByIndex[i] = s
-                return s
-            }
+            var decoder = LogDecoder(core: core, db: db)
             var changes: [Change] = []
             /// The customer each change of `changes` belongs to (nil: everyone's).
             var owners: [RecordKey?] = []
@@ -121,19 +115,11 @@ extension Archive {
                         guard held != 0 else { continue }
                         owner = customer
                     }
-                    guard let kind = Change.Kind(rawValue: UInt8(clamping: row[3] as Int64)) else { continue }
-                    let time = Timestamp(rawValue: UInt64(bitPattern: rawTime))
-                    let body: Data = row[6]
-                    var r = ByteReader([UInt8](body))
-                    let decoded = try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
-                        do { return try origin(Int64(bitPattern: i)) } catch {
-                            throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
-                        }
-                    }
-                    changes.append(Change(table: table, key: key, stamp: Stamp(time: time, site: try origin(row[5])), body: decoded))
+                    guard let change = try decoder.change(row) else { continue }
+                    changes.append(change)
                     owners.append(owner)
                     count += 1
-                    bytes += body.count + 32
+                    bytes += (row[6] as Data).count + 32
                 } else if let row = nextMove {
                     if count >= limit || bytes >= maxBytes { break }
                     nextMove = try moves.next()?.copy()
@@ -309,20 +295,24 @@ extension Archive {
         try read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM scope_evictions") ?? 0 }
     }
 
-    /// Applies headquarters' moves in a transaction that already merged the set holding them.
+    /// Applies headquarters' moves in a transaction that already merged the set holding them,
+    /// then carries out the evictions that waited and whose changes headquarters has
+    /// acknowledged since.
+    ///
+    /// Waiting evictions are retried here, after a pull, not when a push is acknowledged: the
+    /// branch's change that made it wait makes headquarters count the customer as served again,
+    /// and the move back in comes in the pull after the push. Retried at the acknowledgement,
+    /// the customer would vanish from the counter and come back a moment later.
     func applyMoves(_ moves: ScopeMoves, _ session: inout Session) throws {
         let cancel = try session.db.cachedStatement(sql: "DELETE FROM scope_evictions WHERE customer = ?")
         for customer in moves.movedIn { try cancel.execute(arguments: [customer.data]) }
         var evicted = 0
+        let waited = Set(try Data.fetchAll(session.db, sql: "SELECT customer FROM scope_evictions").map(RecordKey.init(data:)))
         for customer in moves.evicted where try session.evict(customer) { evicted += 1 }
+        for customer in waited.subtracting(moves.evicted).sorted() where try session.evict(customer) { evicted += 1 }
         if evicted > 0 { logger.info("evicted customers that left this branch's scope", metadata: ["count": "\(evicted)"]) }
     }
 
-    /// Evicts the customers whose eviction waited for headquarters' acknowledgement.
-    func completeEvictions(_ session: inout Session) throws {
-        let waiting = try Data.fetchAll(session.db, sql: "SELECT customer FROM scope_evictions ORDER BY customer")
-        for customer in waiting { try session.evict(RecordKey(data: customer)) }
-    }
 }
 
 extension Archive {

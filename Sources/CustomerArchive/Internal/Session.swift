@@ -87,6 +87,9 @@ struct Session {
     var scopeTouched: [ScopeTouch] = []
     /// At headquarters: customers this transaction created, and the site whose change did.
     var scopeBorn: [RecordKey: SiteID] = [:]
+    /// At a branch merging headquarters' set outside recovery: this site's own changes in it
+    /// came from headquarters, which holds them, so they are not logged again.
+    var ownChangesFromHeadquarters = false
 
     init(db: Database, core: ArchiveCore) throws {
         self.db = db
@@ -288,8 +291,12 @@ struct Session {
     /// headquarters only and send it their own changes only), so what it merged from
     /// headquarters would only grow its log by the whole of its scope. Headquarters logs
     /// every change: its log is what it relays.
+    ///
+    /// A branch's own change that comes back from headquarters (in a customer's state when it
+    /// moves back in) is logged again only while the branch recovers from a restore: then its
+    /// log lost it; otherwise headquarters has it, and logging it would only push it again.
     mutating func appendLog(_ change: Change) throws {
-        guard core.site == core.headquarters || change.stamp.site == core.site else { return }
+        guard core.site == core.headquarters || (change.stamp.site == core.site && !ownChangesFromHeadquarters) else { return }
         let body = try encodeLogBody(change.body, time: change.stamp.time)
         let originIndex = try siteIndex(change.stamp.site)
         sequence += 1

@@ -1,0 +1,111 @@
+import CustomerArchive
+import Foundation
+import OutpostTesting
+import Replication
+import Testing
+
+/// Scope at the archive: what headquarters sends a branch, and how a branch evicts.
+@Suite("Scope moves")
+struct ScopeMoveTests {
+    /// Pushes a branch's own changes to HQ and records HQ's acknowledgement, as the client does.
+    static func push(_ branch: Archive, to hq: Archive) throws {
+        let after = try hq.cursor(for: branch.site).receivedThrough
+        try hq.admit(try branch.exportChanges(after: after, origin: branch.site), from: branch.site)
+        try branch.acknowledgeSent(to: hq.site, through: try hq.cursor(for: branch.site).receivedThrough)
+    }
+
+    /// Pulls HQ's set for a branch's scope from the branch's cursor, moves included.
+    @discardableResult
+    static func pull(_ hq: Archive, to branch: Archive) throws -> (ChangeSet, ScopeMoves) {
+        let (set, moves) = try hq.exportChanges(for: branch.site, after: try branch.cursor(for: hq.site).receivedThrough)
+        try branch.admit(set, from: hq.site, moves: moves)
+        return (set, moves)
+    }
+
+    @Test("a customer arrives whole where it moves, is not echoed to its creator, and leaves only once HQ has the branch's edit")
+    func movesAndWaitingEvictions() throws {
+        let sites = try Sites()
+        let hq = try sites.make("HQ", role: .hq)
+        let sh01 = try sites.make("SH01")
+        let bj01 = try sites.make("BJ01")
+        try hq.setServedDays(0)
+        let c = try sh01.addCustomer(["name": .text("上海物流有限公司"), "phone": .text("13800000001")])
+        try sh01.addContact(customer: c.id.description, kind: .call, satisfaction: 4, summary: "首次来电")
+        try Self.push(sh01, to: hq)
+
+        // Its creator gets nothing back; another branch gets nothing of it.
+        let (echo, echoMoves) = try Self.pull(hq, to: sh01)
+        #expect(echo.changes.isEmpty && echoMoves.isEmpty, "\(echo.changes.count) changes, \(echoMoves)")
+        let (other, otherMoves) = try Self.pull(hq, to: bj01)
+        #expect(other.changes.isEmpty && otherMoves.isEmpty)
+        #expect(try bj01.customers(limit: 10).isEmpty)
+
+        // Re-homed at HQ: BJ01 gets the customer's state and its contact, not its history.
+        _ = try hq.updateCustomer(c.id.description, ["home_branch": .text("BJ01"), "region": .text("北京")])
+        let (moved, moves) = try Self.pull(hq, to: bj01)
+        #expect(moves.movedIn == [c.id])
+        #expect(moved.changes.filter { $0.table == 1 }.count == 2, "one change per stamp of the customer's fields")
+        #expect(try bj01.contacts(customer: c.id.description).count == 1)
+        #expect(try bj01.canonicalDump() == hq.canonicalDump(scope: bj01.site))
+
+        // SH01 edits the customer while HQ retires SH01's served reason: the eviction waits.
+        _ = try sh01.updateCustomer(c.id.description, ["notes": .text("离线时的备注")])
+        try hq.expireScope()
+        let (_, out) = try Self.pull(hq, to: sh01)
+        #expect(out.evicted == [c.id])
+        #expect(try sh01.pendingEvictions() == 1)
+        #expect(try sh01.customer(c.id.description).id == c.id, "evicted before HQ had the branch's edit")
+
+        // HQ takes the edit: SH01 served the customer again, so it moves back in, and the wait
+        // ends without an eviction (the customer never left the counter). Its own changes in
+        // the state it got back are not logged again.
+        try Self.push(sh01, to: hq)
+        #expect(try sh01.customer(c.id.description).id == c.id)
+        let logEnd = try sh01.lastSequence()
+        #expect(try hq.customer(c.id.description)["notes"] == .text("离线时的备注"))
+        let (_, back) = try Self.pull(hq, to: sh01)
+        #expect(back.movedIn == [c.id])
+        #expect(try sh01.pendingEvictions() == 0)
+        #expect(try sh01.lastSequence() == logEnd)
+        #expect(try sh01.canonicalDump() == hq.canonicalDump(scope: sh01.site))
+
+        // Once that reason lapses too, SH01 evicts: nothing of the customer is left there.
+        sites.environment.advance(milliseconds: 1)
+        #expect(try hq.expireScope() == 1)
+        let (_, gone) = try Self.pull(hq, to: sh01)
+        #expect(gone.evicted == [c.id])
+        #expect(try sh01.pendingEvictions() == 0)
+        try Self.pull(hq, to: bj01)
+        #expect(try sh01.customers(limit: 10).isEmpty)
+        #expect(try sh01.keysOutsideRecords().isEmpty)
+        #expect(try sh01.searchCustomers("上海").isEmpty)
+        #expect(try sh01.canonicalDump() == hq.canonicalDump(scope: sh01.site))
+        #expect(try bj01.customer(c.id.description)["notes"] == .text("离线时的备注"), "the edit reached the customer's new home")
+    }
+
+    @Test("a scoped set is taken only where it continues the cursor, and HQ refuses a branch set past a gap")
+    func setsInTheirPlace() throws {
+        let sites = try Sites()
+        let hq = try sites.make("HQ", role: .hq)
+        let sh01 = try sites.make("SH01")
+        _ = try hq.addCustomer(["name": .text("甲"), "home_branch": .text("SH01")])
+        let (first, firstMoves) = try hq.exportChanges(for: sh01.site, after: 0)
+        _ = try hq.addCustomer(["name": .text("乙"), "home_branch": .text("SH01")])
+        let (second, secondMoves) = try hq.exportChanges(for: sh01.site, after: first.through)
+        // The second before the first: left alone, cursor unmoved.
+        let skipped = try sh01.admit(second, from: hq.site, moves: secondMoves)
+        #expect(skipped.outOfOrder && skipped.applied == 0)
+        #expect(try sh01.customers(limit: 10).isEmpty)
+        try sh01.admit(first, from: hq.site, moves: firstMoves)
+        try sh01.admit(second, from: hq.site, moves: secondMoves)
+        #expect(try sh01.customers(limit: 10).count == 2)
+
+        // A branch's set that starts past HQ's cursor for it is refused whole.
+        _ = try sh01.addCustomer(["name": .text("丙")])
+        let end = try sh01.lastSequence()
+        _ = try sh01.addCustomer(["name": .text("丁")])
+        let later = try sh01.exportChanges(after: end, origin: sh01.site)
+        #expect(throws: ArchiveError.self) { try hq.admit(later, from: sh01.site) }
+        #expect(try hq.customers(limit: 10).count == 2)
+    }
+}
