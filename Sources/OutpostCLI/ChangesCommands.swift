@@ -48,9 +48,11 @@ struct ChangesCommand: ParsableCommand {
                 (default 0: everything) to FILE, atomically (FILE.tmp, then renamed), readable by \
                 the owner only: it carries customer data. Files follow the star of the line: a \
                 branch exports its own changes, for headquarters (the range still covers the rest \
-                of its log); headquarters exports for a branch, and --for SITE leaves out the \
-                changes that came from that site, which it already holds. The command prints the \
-                range covered and the --since to give next time.
+                of its log); headquarters exports for a branch, and --for SITE exports what that \
+                branch's scope needs (the customers it holds, as its pull would carry them) and \
+                leaves out the changes that came from that site, which it already holds. Files \
+                carry no evictions yet: a customer that leaves the branch's scope stays there. The \
+                command prints the range covered and the --since to give next time.
 
                 Examples:
                   outpost changes export --out /media/usb/SH01-all.opcs
@@ -76,7 +78,9 @@ struct ChangesCommand: ParsableCommand {
             }
             let set: ChangeSet
             if archive.site == archive.headquarters {
-                set = try archive.exportChanges(after: since, excluding: peer)
+                // For a branch: its scope only (protocols/README.md §5.6), as its pull carries.
+                // A file carries no moves yet, so a branch fed by files never evicts.
+                set = try peer.map { try archive.exportChanges(for: $0, after: since).set } ?? archive.exportChanges(after: since)
             } else {
                 // Headquarters takes a branch's own changes only (its door refuses a set holding
                 // another site's): what this branch received, headquarters already has.

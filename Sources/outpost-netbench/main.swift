@@ -90,7 +90,10 @@ if !options.skipCatchUp {
         changes.append(
             Change(
                 table: Schema.customers.id, key: key, stamp: stamp,
-                body: .fields(zip(columns, fields.map { SampleCustomers.value($0, i, &rng) }).map { FieldWrite(column: $0, value: $1) })))
+                body: .fields(
+                    zip(columns, fields.map { $0 == "home_branch" ? .text("BJ99") : SampleCustomers.value($0, i, &rng) }).map {
+                        FieldWrite(column: $0, value: $1)
+                    })))
     }
     let hq = try Archive.create(at: dir.file("hq.sqlite"), site: hqSite, role: .hq)
     try hq.apply(
@@ -98,8 +101,11 @@ if !options.skipCatchUp {
         options: ApplyOptions(checkDrift: false, batchSize: 10_000))
     changes = []
 
-    // Baseline: the same changes, exported by HQ, applied locally into a fresh archive.
-    let exported = try hq.exportChanges(after: 0, excluding: try SiteID("BJ99"))
+    // Every customer is homed at the branch that pulls (BJ99), so its scope is all of them: they
+    // reach it as moves in with their current state (protocols/README.md §5.6).
+    // Baseline: the same changes, exported by HQ for BJ99's scope, applied locally into a fresh
+    // archive.
+    let exported = try hq.exportChanges(for: try SiteID("BJ99"), after: 0).set
     let fieldCount = Double(options.customers * fields.count)
 
     // The stages a catch-up runs, one after another, for the record: where the time goes.
@@ -108,7 +114,7 @@ if !options.skipCatchUp {
         var exportTime = 0.0, encodeTime = 0.0, decodeTime = 0.0, batches = 0
         while true {
             var t = ContinuousClock.now
-            let set = try hq.exportChanges(after: cursor, excluding: try SiteID("BJ99"), limit: 20_000, maxBytes: 1 << 20)
+            let set = try hq.exportChanges(for: try SiteID("BJ99"), after: cursor, limit: 20_000, maxBytes: 1 << 20).set
             exportTime += seconds(since: t)
             if set.through <= cursor { break }
             t = ContinuousClock.now

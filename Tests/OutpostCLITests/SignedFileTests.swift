@@ -80,9 +80,11 @@ struct SignedFileTests {
         let fromHQ = sandbox.path("hq.opcs")
         #expect(try hq.ok("changes", "export", "--for", "BJ01", "--out", fromHQ).stdout.contains("signed by: HQ"))
         try bj.ok("changes", "apply", fromHQ)
-        #expect(try bj.dump() == sh.dump())
-        // BJ01 now holds SH01's changes too; its file for HQ carries its own only, so HQ's door
-        // takes it. A file for another branch is refused at once.
+        // HQ's file for BJ01 carries BJ01's scope, which holds none of SH01's customers.
+        #expect(try bj.dump() == hq.scopeDump("BJ01"))
+        #expect(try bj.array("customer", "list").isEmpty)
+        // BJ01's file for HQ carries its own changes only, so HQ's door takes it. A file for
+        // another branch is refused at once.
         try bj.ok("customer", "add", "--name", "北京客户", "--phone", "13900007777")
         let fromBJ = sandbox.path("bj01.opcs")
         let exported = try bj.ok("changes", "export", "--for", "HQ", "--out", fromBJ).stdout

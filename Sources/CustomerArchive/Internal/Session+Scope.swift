@@ -66,11 +66,14 @@ extension Session {
             if touch.origin != core.headquarters { try serve.execute(arguments: [customer.data, touch.origin.code, now]) }
             if seen.insert(customer).inserted { customers.append(customer) }
         }
-        // Duplicates merged into a touched customer follow it (their reason is its home), three merges deep as the view counts them.
+        // Customers merged into a touched one, and those it was merged into, share reasons with
+        // it (the view's `merged`): reconcile them too.
         let merged = try db.cachedStatement(sql: "SELECT id FROM customers WHERE merged_into = ?")
+        let into = try db.cachedStatement(sql: "SELECT merged_into FROM customers WHERE id = ? AND merged_into IS NOT NULL")
         var i = 0
         while i < customers.count && i < 100_000 {
-            for d in try Data.fetchAll(merged, arguments: [customers[i].data]) where seen.insert(RecordKey(data: d)).inserted {
+            let related = try Data.fetchAll(merged, arguments: [customers[i].data]) + Data.fetchAll(into, arguments: [customers[i].data])
+            for d in related where d.count == 16 && seen.insert(RecordKey(data: d)).inserted {
                 customers.append(RecordKey(data: d))
             }
             i += 1

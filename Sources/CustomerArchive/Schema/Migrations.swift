@@ -82,9 +82,11 @@ enum Migrations {
         }
         // Local, not replicated: scope (Archive+Scope.swift). In `scope_reasons`, stage 4 is a
         // closed complaint, 3 and 5 a rejected and a closed claim (Workflow.swift); a duplicate
-        // merged into a customer goes where that customer is homed, because reports count it
-        // there: through up to three merges, as index lookups (a recursive query would walk
-        // every merged customer for each customer reconciled). Headquarters keeps why each branch
+        // and the customer it was merged into go together: the duplicate where that customer is
+        // homed (reports count it there), that customer where the duplicate is homed (the
+        // duplicate's branch works with it under its old number): through up to three merges,
+        // as index lookups (a recursive query would walk every merged customer for each
+        // customer reconciled). Headquarters keeps why each branch
         // holds each customer and every move it told a branch about; a branch keeps the
         // evictions it must wait with until headquarters has its own changes.
         m.registerMigration("scope") { db in
@@ -123,7 +125,16 @@ enum Migrations {
                             JOIN customers m ON m.id = d.merged_into JOIN customers n ON n.id = m.merged_into
                             JOIN customers k ON k.id = n.merged_into
                             WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND n.merged_into IS NOT NULL
-                            AND k.home_branch IS NOT NULL;
+                            AND k.home_branch IS NOT NULL
+                        UNION ALL SELECT d.home_branch, d.merged_into, 'merged' FROM customers d
+                            WHERE d.merged_into IS NOT NULL AND d.home_branch IS NOT NULL
+                        UNION ALL SELECT d.home_branch, m.merged_into, 'merged' FROM customers d
+                            JOIN customers m ON m.id = d.merged_into
+                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND d.home_branch IS NOT NULL
+                        UNION ALL SELECT d.home_branch, n.merged_into, 'merged' FROM customers d
+                            JOIN customers m ON m.id = d.merged_into JOIN customers n ON n.id = m.merged_into
+                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND n.merged_into IS NOT NULL
+                            AND d.home_branch IS NOT NULL;
                     """)
             for name in ["scope_served", "scope_moves", "scope_evictions"] { try guardTable(name, db) }
         }
