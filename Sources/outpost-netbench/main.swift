@@ -147,7 +147,8 @@ if !options.skipCatchUp {
         try local.apply(exported, options: ApplyOptions(checkDrift: true, batchSize: 5_000))
         let localSeconds = seconds(since: localStart)
 
-        let code = "BN\(round)"
+        // A fresh archive each round for the branch whose scope is every customer (BJ99).
+        let code = "BJ99"
         let branch = try Archive.create(at: dir.file("branch\(round).sqlite"), site: try SiteID(code), role: .branch)
         let client = BranchClient(
             archive: branch, hq: HostPort(host: "127.0.0.1", port: address.port), tls: try bundle(code), limits: limits,
