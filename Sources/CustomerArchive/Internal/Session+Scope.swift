@@ -121,7 +121,8 @@ extension Session {
     /// The keys of a customer's record and of everything hanging off it here, by table.
     func holding(of customer: RecordKey) throws -> [(TableSchema, [Data])] {
         let c = customer.data
-        func keys(_ sql: String) throws -> [Data] { try Data.fetchAll(db, sql: sql, arguments: [c]) }
+        // Cached: a move in of many customers runs these for each one.
+        func keys(_ sql: String) throws -> [Data] { try Data.fetchAll(try db.cachedStatement(sql: sql), arguments: [c]) }
         let complaints = "SELECT id FROM complaints WHERE customer_id = ?"
         let claims = "SELECT id FROM claims WHERE customer_id = ?"
         return [
