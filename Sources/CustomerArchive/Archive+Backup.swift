@@ -63,7 +63,7 @@ extension Archive {
                         .storage,
                         "the copy failed its integrity check (\(check.prefix(3).joined(separator: "; "))); the archive may be damaged: run 'outpost doctor'")
                 }
-                last = UInt64(try Int64.fetchOne(db, sql: "SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), sequence) FROM state") ?? 0)
+                last = try Self.logEnd(db)
             }
             try target.close()
             let handle = try FileHandle(forUpdating: URL(fileURLWithPath: temporary))
@@ -108,7 +108,7 @@ extension Archive {
                 guard let code = String.fromDatabaseValue(meta["site"] ?? .null), let site = try? SiteID(code),
                     let role = String.fromDatabaseValue(meta["role"] ?? .null).flatMap(Role.init(rawValue:))
                 else { throw ArchiveError(.invalidInput, "\(path) is not an Outpost archive") }
-                let last = UInt64(try Int64.fetchOne(db, sql: "SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), sequence) FROM state") ?? 0)
+                let last = try Self.logEnd(db)
                 return BackupFacts(
                     site: site, role: role, takenAtMilliseconds: Int64.fromDatabaseValue(meta["backup_taken_at"] ?? .null).map { UInt64($0) },
                     lastSequence: last)
@@ -124,7 +124,7 @@ extension Archive {
     /// recovery until headquarters' log has been pulled with this site's own changes.
     public func beginEpochAfterRestore() throws -> UInt64 {
         try writer.write { db in
-            let current = UInt64(try Int64.fetchOne(db, sql: "SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), sequence) FROM state") ?? 0)
+            let current = try Self.logEnd(db)
             let epoch = (current >> Self.epochShift) + 1
             let base = epoch << Self.epochShift
             try db.execute(sql: "UPDATE state SET sequence = ? WHERE id = 1", arguments: [Int64(base)])

@@ -52,11 +52,18 @@ public struct PeerCursor: Hashable, Sendable, Codable {
 extension Archive {
     // MARK: Export
 
+    /// The end of this site's log: its highest sequence, or the high-water mark when that is
+    /// higher (a restore's new epoch, erased rows, headquarters' scope moves, which take
+    /// sequences without a change-log row).
+    static func logEnd(_ db: Database) throws -> UInt64 {
+        UInt64(try Int64.fetchOne(db, sql: "SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), sequence) FROM state") ?? 0)
+    }
+
     /// The highest sequence in this site's change log, or the start of the current epoch
     /// when a restore began one and nothing was logged in it yet.
     public func lastSequence() throws -> UInt64 {
         try read { db in
-            UInt64(try Int64.fetchOne(db, sql: "SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), sequence) FROM state") ?? 0)
+            try Self.logEnd(db)
         }
     }
 
@@ -263,11 +270,11 @@ extension Archive {
         _ set: ChangeSet, moves: ScopeMoves = ScopeMoves(), options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
         try validate(set)
-        if options.continuationOnly {
-            let current = try read { db in
-                try Int64.fetchOne(db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [set.producer.code]) ?? 0
-            }
-            guard set.after == UInt64(bitPattern: current) else {
+        // Moves are net per customer over the set's range: a set carrying them is taken only in
+        // its place, like any scoped set.
+        let inPlace = options.continuationOnly || !moves.isEmpty
+        if inPlace {
+            guard set.after == (try cursor(for: set.producer).receivedThrough) else {
                 var skipped = ApplyReport()
                 skipped.outOfOrder = true
                 return skipped
@@ -325,17 +332,8 @@ extension Archive {
                     try session.merge(accepted[i..<j])
                     i = j
                 }
-                // Moves are net per customer over the set's range, so they are applied only by a
-                // set that continues exactly from the cursor; any other set leaves the cursor
-                // where it is, and its range comes again from there.
-                var movesSkipped = false
-                if isLast && core.site != core.headquarters && (options.continuationOnly || !moves.isEmpty) {
-                    let current =
-                        try Int64.fetchOne(
-                            session.db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [set.producer.code]) ?? 0
-                    if set.after == UInt64(bitPattern: current) { try applyMoves(moves, &session) } else { movesSkipped = true }
-                }
-                if isLast && options.advanceCursor && !movesSkipped {
+                if isLast && inPlace && core.site != core.headquarters { try applyMoves(moves, &session) }
+                if isLast && options.advanceCursor {
                     session.report.cursorAdvanced = try advanceReceiveCursor(session.db, set: set)
                 }
                 return session.report

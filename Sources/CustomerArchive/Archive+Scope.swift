@@ -57,15 +57,8 @@ extension Archive {
     ) throws -> (set: ChangeSet, moves: ScopeMoves) {
         try writer.read { db in
             let session = try Session(db: db, core: core)
-            let end = max(
-                after,
-                UInt64(
-                    try Int64.fetchOne(
-                        db,
-                        sql: """
-                            SELECT max(coalesce((SELECT max(seq) FROM changelog), 0), coalesce((SELECT max(seq) FROM scope_moves), 0), sequence)
-                            FROM state
-                            """) ?? 0))
+            // Moves take sequences of the log too, so its end covers them.
+            let end = max(after, try Self.logEnd(db))
             var logFilter = ""
             var logArguments: StatementArguments = [Int64(bitPattern: after)]
             if !includeOwn, let index = try core.sites.existingIndex(of: site, in: db) {
@@ -237,8 +230,7 @@ extension Archive {
     public func expireScope() throws -> Int {
         guard site == headquarters else { return 0 }
         return try transaction { session in
-            let days = Int64(
-                try Int64.fetchOne(session.db, sql: "SELECT value FROM meta WHERE key = 'scope_served_days'") ?? Session.defaultServedDays)
+            let days = try Session.servedDays(session.db)
             let cutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, days).multiplied(saturating: 86_400_000))
             let lapsed = try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_served WHERE served_at <= ?", arguments: [cutoff])
             try session.db.execute(sql: "DELETE FROM scope_served WHERE served_at <= ?", arguments: [cutoff])
@@ -262,7 +254,7 @@ extension Archive {
 
     public func servedDays() throws -> Int {
         try read { db in
-            Int(try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'scope_served_days'") ?? Session.defaultServedDays)
+            Int(try Session.servedDays(db))
         }
     }
 

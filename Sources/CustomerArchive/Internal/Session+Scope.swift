@@ -24,6 +24,11 @@ extension Session {
     /// `scope_served_days` says otherwise.
     static let defaultServedDays: Int64 = 90
 
+    /// The served window in days: the archive's `scope_served_days`, or the default.
+    static func servedDays(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'scope_served_days'") ?? defaultServedDays
+    }
+
     /// The SQL that finds a record's customer, by table; tables absent here belong to everyone.
     static let ownerSQL: [UInt8: String] = [
         Schema.contacts.id: "SELECT customer_id FROM contacts WHERE id = ?",
