@@ -69,7 +69,13 @@ extension Archive {
             for f in try JournalField.decode([UInt8](row[2] as Data)) where f.column < table.columns.count {
                 values[table.columns[f.column].name] = f.loser
             }
-            try s.update(table, RecordKey(data: row[1]), values)
+            let key = RecordKey(data: row[1])
+            if table.id == Schema.customers.id,
+                values.keys.contains(where: { Schema.homeOnlyCustomerColumns.contains(table.column($0)) })
+            {
+                try requireHome(try resolve(table, key.description, s.db), "restore a lost value of its identifying fields or home branch")
+            }
+            try s.update(table, key, values)
             try s.db.execute(sql: "UPDATE conflicts SET restored_at = ? WHERE id = ?", arguments: [Int64(s.wall), id])
         }
     }

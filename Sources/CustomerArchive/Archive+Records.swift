@@ -243,6 +243,9 @@ extension Archive {
         let key = try transaction { s in
             let record = try resolve(Schema.customers, reference, s.db)
             try Self.requireWritable(record)
+            if fields.keys.contains(where: { Schema.homeOnlyCustomerColumns.contains(Schema.customers.column($0)) }) {
+                try requireHome(record, "change its number, kind, name, contact person, phone, e-mail, address or home branch")
+            }
             try s.update(Schema.customers, record.id, fields)
             return record.id
         }
@@ -257,6 +260,7 @@ extension Archive {
     public func deleteCustomer(_ reference: String) throws {
         try transaction { s in
             let record = try resolve(Schema.customers, reference, s.db)
+            try requireHome(record, "delete it")
             try s.setAlive(Schema.customers, record.id, false)
         }
     }
@@ -265,6 +269,7 @@ extension Archive {
     public func restoreCustomer(_ reference: String) throws {
         try transaction { s in
             let record = try resolve(Schema.customers, reference, s.db)
+            try requireHome(record, "restore it")
             try s.setAlive(Schema.customers, record.id, true)
         }
     }
@@ -274,9 +279,25 @@ extension Archive {
         try transaction { s in
             let record = try resolve(Schema.customers, reference, s.db)
             guard !record.erased else { throw ArchiveError(.invalidState, "customer \(record.id) is already erased") }
+            try requireHome(record, "erase it")
             try s.erase(customer: record.id)
             return record.id
         }
+    }
+
+    /// Write authority at the counter: a customer's identifying fields, home branch,
+    /// existence and erasure are written by its home branch or headquarters (headquarters
+    /// judges it again at its door, by the home at the change's stamp).
+    func requireHome(_ record: Record, _ what: String) throws {
+        guard site != headquarters else { return }
+        let home = record.fields["home_branch"]?.textValue
+        guard home != site.code else { return }
+        let number = record.fields["number"]?.textValue.map { String($0.prefix(64)) } ?? record.id.description
+        let where_ = home.flatMap { try? SiteID($0) }.map { "homed at \($0)" } ?? "not homed at a branch"
+        throw ArchiveError(
+            .refused,
+            "customer \(number) is \(where_): only its home branch or headquarters may \(what); "
+                + "this branch (\(site)) may record contacts, complaints and claims for it and change its other fields")
     }
 
     static func requireWritable(_ record: Record) throws {

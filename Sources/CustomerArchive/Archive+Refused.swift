@@ -14,22 +14,29 @@ public struct RefusedChange: Sendable, Codable, Hashable {
     public var reason: String
     /// Headquarters' words (ids and rules only).
     public var message: String
-    /// The write was set aside: headquarters refused the set holding it as a whole, so it is
-    /// never pushed again and the changes after it flow on.
+    /// The write was set aside: headquarters refused the set holding it as a whole, and the
+    /// changes after it flow on. (No journaled write is pushed again.)
     public var setAside: Bool
 }
 
 extension Archive {
     /// Journals the single changes headquarters refused in a push acknowledgement (it took the
-    /// rest of the set and moved its cursor past them).
-    public func journalRefusals(_ refusals: [(record: String, reason: String, message: String)]) throws {
+    /// rest of the set and moved its cursor past them). `time` is the refused change's clock
+    /// reading (0 from a headquarters before protocol 3, which did not say): a write journaled
+    /// with it is never pushed again, and its answer in headquarters' stream
+    /// (``RefusedWrite``) is not journaled twice.
+    public func journalRefusals(_ refusals: [(record: String, reason: String, message: String, time: UInt64)]) throws {
         guard !refusals.isEmpty else { return }
         try writer.write { db in
             for r in refusals {
                 guard let key = RecordKey(r.record) else { continue }
+                let hlc: Int64? = r.time == 0 ? nil : Int64(bitPattern: r.time)
                 try db.execute(
-                    sql: "INSERT INTO refused_changes(refused_at, key, reason, message) VALUES (?, ?, ?, ?)",
-                    arguments: [Int64(core.environment.now()), key.data, String(r.reason.prefix(64)), String(r.message.prefix(1_000))])
+                    sql: """
+                        INSERT INTO refused_changes(refused_at, key, hlc, reason, message) SELECT ?, ?, ?, ?, ?
+                        WHERE ?3 IS NULL OR NOT EXISTS (SELECT 1 FROM refused_changes WHERE key = ?2 AND hlc = ?3)
+                        """,
+                    arguments: [Int64(core.environment.now()), key.data, hlc, String(r.reason.prefix(64)), String(r.message.prefix(1_000))])
             }
         }
     }
@@ -58,10 +65,14 @@ extension Archive {
             ).map { row in
                 RefusedChange(
                     id: row[0], refusedAt: UInt64(max(0, row[1] as Int64)), table: (row[2] as Int64?).flatMap { Schema.table(UInt8(clamping: $0))?.name },
-                    record: RecordKey(data: row[3]).description, reason: row[5], message: row[6], setAside: (row[4] as Int64?) != nil)
+                    record: RecordKey(data: row[3]).description, reason: row[5], message: row[6],
+                    setAside: (row[4] as Int64?) != nil && Self.setAsideReasons.contains(row[5] as String))
             }
         }
     }
+
+    /// Refusals of a whole set that a branch answers by setting its single writes aside.
+    static let setAsideReasons: Set<String> = ["MALFORMED", "TOO_LARGE"]
 
     /// The SQL that leaves set-aside writes out of a push (`changelog` rows), or "" when there
     /// are none, which is the common case and costs the export nothing.

@@ -289,9 +289,15 @@ extension Archive {
         }
         let ordered = order.map { changes[$0.offset] }
         var report = ApplyReport()
+        // Headquarters' door (``admit(_:from:moves:maximumChanges:batchSize:progress:)``): write
+        // authority is judged and every refusal is answered in the branch's stream.
+        let atDoor = options.judgeDomains && core.site == core.headquarters && set.producer != core.headquarters
         var start = 0
+        // Refusals reset customers to headquarters' state: removing their rows, merging that
+        // state and replaying what waits to be pushed happen in one transaction.
+        let resetting = !moves.refused.isEmpty && core.site != core.headquarters
         repeat {
-            let end = min(ordered.count, start + max(1, options.batchSize))
+            let end = resetting ? ordered.count : min(ordered.count, start + max(1, options.batchSize))
             let batch = ordered[start..<end]
             let isLast = end == ordered.count
             report += try transaction { session in
@@ -299,16 +305,19 @@ extension Archive {
                     session.ownChangesFromHeadquarters =
                         try Int64.fetchOne(session.db, sql: "SELECT value FROM meta WHERE key = 'recovering_since'") == nil
                 }
+                let replay = resetting ? try session.resetRefused(moves.refused, leaving: Set(moves.evicted)) : []
                 let threshold = try approvalThreshold(session.db)
                 var accepted: [Change] = []
                 accepted.reserveCapacity(batch.count)
                 for change in batch {
                     if let reason = Self.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: threshold) {
                         session.refuse(change, .hqOnly, reason, logger: logger)
+                        if atDoor { try session.recordRefusal(change, .hqOnly, reason) }
                         continue
                     }
                     if options.judgeDomains, let reason = Self.domainViolation(change) {
                         session.refuse(change, .invalidValue, reason, logger: logger)
+                        if atDoor { try session.recordRefusal(change, .invalidValue, reason) }
                         continue
                     }
                     if options.checkDrift && change.origin == set.producer {
@@ -329,9 +338,25 @@ extension Archive {
                 while i < accepted.count {
                     var j = i + 1
                     while j < accepted.count && accepted[j].table == accepted[i].table && accepted[j].key == accepted[i].key { j += 1 }
-                    try session.merge(accepted[i..<j])
+                    if atDoor && accepted[i].table == Schema.customers.id {
+                        // Write authority needs headquarters' record as it is before these changes.
+                        let state = try session.load(Schema.customers, accepted[i].key)
+                        var allowed: [Change] = []
+                        for change in accepted[i..<j] {
+                            if let problem = try session.homeProblem(change, state: state) {
+                                session.refuse(change, .notHome, problem, logger: logger)
+                                try session.recordRefusal(change, .notHome, problem)
+                            } else {
+                                allowed.append(change)
+                            }
+                        }
+                        try session.merge(allowed, loaded: .some(state))
+                    } else {
+                        try session.merge(accepted[i..<j])
+                    }
                     i = j
                 }
+                if resetting { try session.replayUnacknowledged(replay) }
                 if isLast && inPlace && core.site != core.headquarters { try applyMoves(moves, &session) }
                 if isLast && options.advanceCursor {
                     session.report.cursorAdvanced = try advanceReceiveCursor(session.db, set: set)

@@ -7,13 +7,40 @@ import Replication
 public struct ScopeMoves: Sendable, Hashable {
     public var movedIn: [RecordKey]
     public var evicted: [RecordKey]
+    /// The branch's own changes headquarters refused at its door, answered in its stream: the
+    /// branch journals each and resets its copy of the customer to headquarters' state, which
+    /// the set carries when the branch holds the customer.
+    public var refused: [RefusedWrite]
 
-    public init(movedIn: [RecordKey] = [], evicted: [RecordKey] = []) {
+    public init(movedIn: [RecordKey] = [], evicted: [RecordKey] = [], refused: [RefusedWrite] = []) {
         self.movedIn = movedIn
         self.evicted = evicted
+        self.refused = refused
     }
 
-    public var isEmpty: Bool { movedIn.isEmpty && evicted.isEmpty }
+    public var isEmpty: Bool { movedIn.isEmpty && evicted.isEmpty && refused.isEmpty }
+}
+
+/// A branch's change headquarters refused, as its stream answers it.
+public struct RefusedWrite: Sendable, Hashable {
+    /// The refused change's table, record and clock reading (its origin is the branch).
+    public var table: UInt8
+    public var record: RecordKey
+    public var time: Timestamp
+    /// The customer the record belongs to, whose copy the branch resets.
+    public var customer: RecordKey
+    /// The refusal's name (`NOT_HOME`, `INVALID_VALUE`, `HQ_ONLY`) and headquarters' words.
+    public var reason: String
+    public var message: String
+
+    public init(table: UInt8, record: RecordKey, time: Timestamp, customer: RecordKey, reason: String, message: String) {
+        self.table = table
+        self.record = record
+        self.time = time
+        self.customer = customer
+        self.reason = reason
+        self.message = message
+    }
 }
 
 /// Why headquarters counts a customer in a branch's scope.
@@ -52,8 +79,12 @@ extension Archive {
     /// more than once in the range, its last move counts. The site's own changes are left out
     /// unless `includeOwn` (a branch recovering from a restore). The set's range always covers
     /// the whole log up to `through`, changes and moves alike.
+    ///
+    /// With `refusals` (protocol 3), the site's changes headquarters refused in the range come
+    /// too, each with the customer's current state when the site holds it, so the branch can
+    /// reset its copy (``RefusedWrite``).
     public func exportChanges(
-        for site: SiteID, after: UInt64, includeOwn: Bool = false, limit: Int = .max, maxBytes: Int = .max
+        for site: SiteID, after: UInt64, includeOwn: Bool = false, refusals: Bool = true, limit: Int = .max, maxBytes: Int = .max
     ) throws -> (set: ChangeSet, moves: ScopeMoves) {
         try writer.read { db in
             let session = try Session(db: db, core: core)
@@ -71,6 +102,10 @@ extension Archive {
             let moves = try Row.fetchCursor(
                 db, sql: "SELECT seq, customer, held FROM scope_moves WHERE site = ? AND seq > ? ORDER BY seq",
                 arguments: [site.code, Int64(bitPattern: after)])
+            let refused = try Row.fetchCursor(
+                db,
+                sql: "SELECT seq, customer, tbl, key, hlc, reason, message FROM scope_refusals WHERE site = ? AND seq > ? AND ? ORDER BY seq",
+                arguments: [site.code, Int64(bitPattern: after), refusals])
             let heldAt = try db.cachedStatement(
                 sql: "SELECT held FROM scope_moves WHERE customer = ? AND site = ? AND seq < ? ORDER BY seq DESC LIMIT 1")
             var decoder = LogDecoder(core: core, db: db)
@@ -85,11 +120,42 @@ extension Archive {
             var through = after
             var nextLog = try log.next()?.copy()
             var nextMove = try moves.next()?.copy()
+            var nextRefusal = try refused.next()?.copy()
+            /// Customers a refusal resets: the branch needs their state, whatever moved before.
+            var resets: Set<RecordKey> = []
+            var result = ScopeMoves()
             var last: (key: Data, time: Int64)?
-            while nextLog != nil || nextMove != nil {
+            while nextLog != nil || nextMove != nil || nextRefusal != nil {
                 let logSeq = nextLog.map { $0[0] as Int64 } ?? .max
                 let moveSeq = nextMove.map { $0[0] as Int64 } ?? .max
-                if logSeq < moveSeq, let row = nextLog {
+                let refusalSeq = nextRefusal.map { $0[0] as Int64 } ?? .max
+                if refusalSeq < logSeq && refusalSeq < moveSeq, let row = nextRefusal {
+                    if count >= limit || bytes >= maxBytes { break }
+                    nextRefusal = try refused.next()?.copy()
+                    through = UInt64(refusalSeq)
+                    last = nil
+                    guard let customerData = row[1] as Data?, customerData.count == 16, let keyData = row[3] as Data?, keyData.count == 16 else {
+                        continue
+                    }
+                    let customer = RecordKey(data: customerData)
+                    if moved[customer] == nil { order.append(customer) }
+                    resets.insert(customer)
+                    // Held: the branch gets headquarters' state of the customer to reset to;
+                    // not held: it keeps nothing of it but what headquarters has not seen yet.
+                    if (try Int64.fetchOne(heldAt, arguments: [customerData, site.code, refusalSeq]) ?? 0) != 0 {
+                        let state = try currentState(ofCustomer: customer, session)
+                        moved[customer] = .some(state)
+                        count += state.count
+                        bytes += state.reduce(0) { $0 + Self.approximateSize($1) }
+                    } else {
+                        moved[customer] = .some(nil)
+                    }
+                    result.refused.append(
+                        RefusedWrite(
+                            table: UInt8(clamping: row[2] as Int64), record: RecordKey(data: keyData),
+                            time: Timestamp(rawValue: UInt64(bitPattern: row[4] as Int64)), customer: customer,
+                            reason: String((row[5] as String).prefix(64)), message: String((row[6] as String).prefix(1_000))))
+                } else if logSeq < moveSeq, let row = nextLog {
                     let keyData: Data = row[2]
                     let rawTime: Int64 = row[4]
                     // Never cut between changes one write made together.
@@ -120,7 +186,7 @@ extension Archive {
                     last = nil
                     let customer = RecordKey(data: row[1])
                     if moved[customer] == nil { order.append(customer) }
-                    if (row[2] as Int64) == 2 && !includeOwn {
+                    if (row[2] as Int64) == 2 && !includeOwn && !resets.contains(customer) {
                         // In, and the branch already holds all of it (it created the customer);
                         // a branch restored from a backup may not, and gets its state.
                         moved[customer] = .some([])
@@ -134,7 +200,7 @@ extension Archive {
                     }
                 }
             }
-            if nextLog == nil && nextMove == nil { through = end }
+            if nextLog == nil && nextMove == nil && nextRefusal == nil { through = end }
             // A customer whose last move here is out is evicted when the set commits: its
             // changes from before would only leave a part of it (what hangs off a record the
             // branch never got) behind.
@@ -144,7 +210,6 @@ extension Archive {
                     return nil
                 }
             }
-            var result = ScopeMoves()
             for customer in order {
                 if let state = moved[customer] ?? nil {
                     changes += state

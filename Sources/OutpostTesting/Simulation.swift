@@ -33,6 +33,9 @@ public struct Simulation {
         /// schema) and what HQ's door did with them.
         public var hostileWrites = 0
         public var refusedAtDoor = 0
+        /// Honest writes HQ refused for write authority (a branch that had not heard yet that
+        /// a customer was re-homed away), each answered in the branch's stream.
+        public var refusedNotHome = 0
         public var setAside = 0
         /// Changes branches dropped from their logs once HQ had acknowledged them.
         public var compactedChanges = 0
@@ -116,6 +119,11 @@ public struct Simulation {
         /// Records of writes a branch logged that HQ must refuse: refusals of them are expected,
         /// and they are not writes that must survive.
         var hostile: Set<RecordKey> = []
+        /// Honest writes HQ refused for write authority ("record/clock/site"): journaled at
+        /// their origin, which returned to HQ's state; not writes that must survive.
+        var refusedWrites: Set<String> = []
+        /// Each customer's erasures, by stamp, as their sites logged them (HQ may refuse one).
+        var erasures: [RecordKey: [Stamp]] = [:]
         func collect(_ r: Replica) throws {
             let set = try r.archive.exportChanges(after: r.seenSequence)
             r.seenSequence = set.through
@@ -124,6 +132,7 @@ public struct Simulation {
                 if case .fields(let fs) = c.body {
                     for f in fs { writes.append(Write(table: c.table, key: c.key, column: f.column, value: f.value, stamp: c.stamp, base: f.base)) }
                 }
+                if case .erase = c.body { erasures[c.key, default: []].append(c.stamp) }
                 if case .append(let vs) = c.body, c.table == 8 {
                     paymentsTotal += vs.first { $0.column == 1 }?.value.integerValue ?? 0
                 }
@@ -220,8 +229,17 @@ public struct Simulation {
                 summary.conflicts += report.conflicts
                 summary.refusedAtDoor += report.refusals.count
                 // The branch journals what HQ refused in the acknowledgement, as its client does.
-                if toHQ { try from.archive.journalRefusals(report.refusals.map { ($0.record.description, $0.kind.rawValue, $0.message) }) }
-                if report.quarantined > 0 || report.refusals.contains(where: { !hostile.contains($0.record) }) {
+                if toHQ {
+                    try from.archive.journalRefusals(
+                        report.refusals.map { ($0.record.description, $0.kind.rawValue, $0.message, $0.time.rawValue) })
+                }
+                // A branch that wrote a customer's identifying fields after HQ re-homed it away
+                // (by clock), not knowing yet: HQ refuses it, and its stream resets the branch.
+                for r in report.refusals where r.kind == .notHome {
+                    refusedWrites.insert("\(r.record)/\(r.time.rawValue)/\(r.origin)")
+                    summary.refusedNotHome += 1
+                }
+                if report.quarantined > 0 || report.refusals.contains(where: { !hostile.contains($0.record) && $0.kind != .notHome }) {
                     throw Failure(seed: seed, problem: "an honest change was refused or quarantined at \(to.site): \(report)")
                 }
             }
@@ -405,8 +423,18 @@ public struct Simulation {
                         // HQ moves a customer to another branch (a branch offline meanwhile
                         // learns of it when it next syncs, with its own edits still in flight).
                         do {
+                            let before = try hq.archive.customer(k.description)["home_branch"].textValue
                             _ = try hq.archive.updateCustomer(k.description, ["home_branch": .text(pick(branches)!)])
                             summary.rehomings += 1
+                            // The old home, not knowing yet, corrects the customer's name and
+                            // phone: HQ takes it if it was written before the re-home (by
+                            // clock), and otherwise refuses it and resets the branch's copy.
+                            if chance(50), let old = replicas.first(where: { $0.site.code == before }), old !== hq {
+                                old.environment.advance(milliseconds: rng.next() % 8_000)
+                                _ = try? old.archive.updateCustomer(
+                                    k.description, ["name": .text(pick(names)! + " 更正"), "phone": .text("139\(10_000_000 + rng.next() % 89_999_999)")])
+                                try collect(old)
+                            }
                         } catch let e as ArchiveError where e.code == .notFound {}
                     }
                     if chance(5) {
@@ -438,11 +466,15 @@ public struct Simulation {
             for b in replicas.dropFirst() { try exchange(from: hq, to: b, faults: false) }
         }
         summary.writes = writes.count
-        try check(replicas: replicas, writes: writes, erased: erased, paymentsTotal: paymentsTotal, hostile: hostile)
+        try check(
+            replicas: replicas, writes: writes, erased: erased, paymentsTotal: paymentsTotal, hostile: hostile, refused: refusedWrites, erasures: erasures)
         return summary
     }
 
-    private func check(replicas: [Replica], writes: [Write], erased: Set<RecordKey>, paymentsTotal: Int64, hostile: Set<RecordKey>) throws {
+    private func check(
+        replicas: [Replica], writes: [Write], erased: Set<RecordKey>, paymentsTotal: Int64, hostile: Set<RecordKey>, refused: Set<String>,
+        erasures: [RecordKey: [Stamp]]
+    ) throws {
         // 1. Every branch holds exactly HQ's records restricted to its scope, waits to evict
         //    nothing, and keeps nothing of a customer it does not hold.
         let hqReplica = replicas[0]
@@ -503,7 +535,23 @@ public struct Simulation {
             guard let schema = Schema.table(w.table) else { continue }
             let state = try hq.recordState(table: w.table, key: w.key)
             if state?.registers[w.column]?.stamp == w.stamp { continue }
+            if refused.contains("\(w.key)/\(w.stamp.time.rawValue)/\(w.stamp.site)") {
+                // Refused at HQ's door: its origin journaled it and holds HQ's value instead.
+                let journal = try replicas.first { $0.site == w.stamp.site }?.archive.refusedChanges(limit: .max) ?? []
+                guard journal.contains(where: { $0.record == w.key.description && $0.reason == "NOT_HOME" }) else {
+                    throw Failure(seed: seed, problem: "\(w.stamp.site)'s write to \(w.key) was refused at HQ but is not in its journal of refused changes")
+                }
+                continue
+            }
             if state?.erased == true && schema.rules.personalColumns.contains(w.column) { continue }
+            // Its own site erased the customer after it (scrubbing its log), and HQ refused
+            // that erasure: the clerk's own erasure took the value.
+            if schema.rules.personalColumns.contains(w.column) {
+                let owner =
+                    w.table == Schema.customers.id
+                    ? w.key : (schema.columns.firstIndex { $0.name == "customer_id" }).flatMap { state?.registers[$0]?.value.keyValue }
+                if let owner, erasures[owner]?.contains(where: { $0.site == w.stamp.site && $0 > w.stamp }) == true { continue }
+            }
             if overwrittenKnowingly.contains("\(w.table)/\(w.key)/\(w.column)/\(w.stamp)") { continue }
             // Superseded by a later write of its own site, or by a later write of the same value
             // (the merge journals no loss when the value survives).
@@ -522,6 +570,12 @@ public struct Simulation {
         // 3. Erased people leave no personal value anywhere: records, change logs, journals.
         for key in erased {
             let customer = try hq.recordState(table: Schema.customers.id, key: key)
+            // Erased at a branch that was no longer its home, and refused at HQ's door.
+            if customer?.erased != true,
+                erasures[key]?.allSatisfy({ refused.contains("\(key)/\($0.time.rawValue)/\($0.site)") }) == true
+            {
+                continue
+            }
             guard customer?.erased == true else { throw Failure(seed: seed, problem: "customer \(key) was erased but is not erased at HQ") }
             for r in replicas {
                 let log = try r.archive.exportChanges(after: 0)

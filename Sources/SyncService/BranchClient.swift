@@ -488,7 +488,7 @@ public final class BranchClient: Sendable {
                             $0.lastErrorMilliseconds = nowMilliseconds()
                         }
                     }
-                    let refusals = ack.refusals.map { (record: $0.record, reason: $0.reason.metadataName, message: $0.message) }
+                    let refusals = ack.refusals.map { (record: $0.record, reason: $0.reason.metadataName, message: $0.message, time: $0.hlc) }
                     let ownEnd = try await Blocking.run {
                         try archive.journalRefusals(refusals)
                         let end = try archive.lastSequence()
@@ -584,6 +584,9 @@ public final class BranchClient: Sendable {
                             guard batch.movedIn.allSatisfy({ $0.count == 16 }), batch.evicted.allSatisfy({ $0.count == 16 }) else {
                                 throw SyncError(.protocolViolation, "headquarters sent a scope move that is not a 16-byte customer key")
                             }
+                            guard batch.refused.allSatisfy({ $0.record.count == 16 && $0.customer.count == 16 && $0.table <= UInt8.max }) else {
+                                throw SyncError(.protocolViolation, "headquarters sent a refusal whose record or customer is not a 16-byte key")
+                            }
                             decodedSink.yield((set, batch))
                             if !follow && batch.caughtUp { break }
                         }
@@ -604,7 +607,12 @@ public final class BranchClient: Sendable {
                         (report, cursor, end) = try await Blocking.run {
                             // Checked as 16 bytes each when the batch arrived.
                             let moves = ScopeMoves(
-                                movedIn: try batch.movedIn.map { try RecordKey(bytes: $0) }, evicted: try batch.evicted.map { try RecordKey(bytes: $0) })
+                                movedIn: try batch.movedIn.map { try RecordKey(bytes: $0) }, evicted: try batch.evicted.map { try RecordKey(bytes: $0) },
+                                refused: try batch.refused.map { r in
+                                    RefusedWrite(
+                                        table: UInt8(r.table), record: try RecordKey(bytes: r.record), time: Timestamp(rawValue: r.hlc),
+                                        customer: try RecordKey(bytes: r.customer), reason: r.reason.metadataName, message: String(r.message.prefix(1_000)))
+                                })
                             let report = try archive.apply(
                                 set, moves: moves, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true, continuationOnly: true))
                             let cursor = try archive.cursor(for: hqSite).receivedThrough

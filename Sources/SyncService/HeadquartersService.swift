@@ -216,6 +216,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             w.record = r.record.description
             w.reason = Reason(metadataName: r.kind.rawValue)
             w.message = r.message
+            w.hlc = r.time.rawValue
             return w
         }
         // The archive logged each refused change (record, origin, reason).
@@ -358,6 +359,16 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                 batch.caughtUp = set.through >= last
                 batch.movedIn = moves.movedIn.map { Data($0.bytes) }
                 batch.evicted = moves.evicted.map { Data($0.bytes) }
+                batch.refused = moves.refused.map { r in
+                    var w = WireRefusedWrite()
+                    w.table = UInt32(r.table)
+                    w.record = Data(r.record.bytes)
+                    w.hlc = r.time.rawValue
+                    w.customer = Data(r.customer.bytes)
+                    w.reason = Reason(metadataName: r.reason)
+                    w.message = r.message
+                    return w
+                }
                 try await response.write(batch)
                 metrics.add(SyncMetrics.sent, [:], set.changes.count)
                 cursor = set.through

@@ -136,7 +136,8 @@ struct ArchiveTests {
     func erasureLeavesNoTrace() throws {
         let sites = try Sites()
         let a = try sites.make("SH01")
-        let b = try sites.make("BJ01")
+        // Headquarters, which may write and erase any customer (a branch only those homed at it).
+        let b = try sites.make("HQ", role: .hq)
         let secrets = ["张三丰测试员", "13912345678", "zhang.secret@example.com", "南京西路一千号", "私人回访记录", "投诉描述秘密", "跟进备注秘密"]
         let c = try a.addCustomer([
             "name": .text(secrets[0]), "phone": .text(secrets[1]), "email": .text(secrets[2]), "address": .text(secrets[3]), "revenue_fen": .integer(123_456),

@@ -99,6 +99,40 @@ struct ScopeTests {
         #expect((try sh01.object("status")["sync"] as? [String: Any])?["pending_evictions"] as? Int == 0)
     }
 
+    /// A branch that corrects a customer's name offline after headquarters moved the customer
+    /// away is refused at headquarters' door; the refusal comes back in its pull, its copy
+    /// returns to headquarters' state, and the counter refuses the next try at once.
+    @Test func aWriteHeadquartersRefusesReturnsTheBranchToHeadquartersState() throws {
+        let network = try Network(branches: ["BJ01", "SH01"])
+        defer { network.stopAll() }
+        for code in network.codes { try network.start(code) }
+        let sh01 = network.site("SH01")
+        let added = try sh01.object("customer", "add", "--name", "原名客户", "--phone", "13912340003")
+        let number = try #require(added["number"] as? String)
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+
+        network.daemon("SH01")!.stop()
+        try network.hq.ok("customer", "update", number, "--home-branch", "BJ01")
+        // Not knowing yet, SH01 renames it (and notes something in the same write).
+        try sh01.ok("customer", "update", number, "--name", "离线改名", "--notes", "同一次修改")
+        try network.start("SH01")
+        #expect(
+            try Self.eventually { try sh01.array("changes", "refused").contains { $0["reason"] as? String == "NOT_HOME" } },
+            "\(network.logs())")
+        #expect(try Self.eventually { try sh01.object("customer", "show", number)["name"] as? String == "原名客户" }, "\(network.logs())")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        let shown = try sh01.object("customer", "show", number)
+        #expect(shown["home_branch"] as? String == "BJ01" && (shown["notes"] as? String) == nil, "\(shown)")
+        #expect(try network.hq.object("customer", "show", number)["name"] as? String == "原名客户")
+
+        // Now SH01 knows: the counter refuses at once, naming the customer's number and home.
+        let again = try sh01.run("customer", "update", number, "--name", "再改")
+        #expect(again.status != 0 && again.stderr.contains("\(number) is homed at BJ01") && !again.stderr.contains("原名"), "\(again.stderr)")
+        // What hangs off the customer it may still record.
+        try sh01.ok("contact", "add", "--customer", number, "--kind", "call", "--summary", "仍可记录")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+    }
+
     private func bj01Notes(_ network: Network, _ number: String) throws -> String? {
         let shown = try network.site("BJ01").run("customer", "show", number, "--json")
         guard shown.status == 0 else { return nil }

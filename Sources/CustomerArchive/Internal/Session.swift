@@ -50,11 +50,17 @@ public struct ChangeRefusal: Hashable, Sendable {
         case clockAhead = "CLOCK_AHEAD"
         /// A value outside its column's domain (judged at headquarters' door); dropped.
         case invalidValue = "INVALID_VALUE"
+        /// A write to a customer's identifying fields, home branch, existence or erasure by a
+        /// branch that was not its home at the change's stamp (judged at headquarters' door);
+        /// dropped, and the origin's copy returns to headquarters' state.
+        case notHome = "NOT_HOME"
     }
     public var record: RecordKey
     public var origin: SiteID
     public var kind: Kind
     public var message: String
+    /// The refused change's clock reading (with its origin, it names the write).
+    public var time: Timestamp = .zero
 }
 
 /// One write transaction: the clock, new site-table entries and the merge engine.
@@ -128,7 +134,7 @@ struct Session {
     /// Counts and reports a change this apply does not store.
     mutating func refuse(_ change: Change, _ kind: ChangeRefusal.Kind, _ reason: String, logger: Logger) {
         report.refused += 1
-        report.refusals.append(ChangeRefusal(record: change.key, origin: change.origin, kind: kind, message: reason))
+        report.refusals.append(ChangeRefusal(record: change.key, origin: change.origin, kind: kind, message: reason, time: change.stamp.time))
         logger.warning("refused a change", metadata: ["record": "\(change.key)", "origin": "\(change.origin)", "reason": "\(kind.rawValue)"])
     }
 
@@ -194,8 +200,11 @@ struct Session {
     }
 
     /// Merges changes to one record (same table and key) with one read and one write of its row.
+    /// - Parameter loaded: the record's row as the caller already read it in this transaction.
     @discardableResult
-    mutating func merge(_ changes: some Collection<Change>, log: Bool = true, knownAbsent: Bool = false) throws -> Bool {
+    mutating func merge(
+        _ changes: some Collection<Change>, log: Bool = true, knownAbsent: Bool = false, loaded: RecordState?? = nil
+    ) throws -> Bool {
         guard let first = changes.first, let table = Schema.table(first.table) else { return false }
         switch table.kind {
         case .appendOnly:
@@ -203,14 +212,15 @@ struct Session {
             for change in changes where try mergeAppend(change, table: table, log: log) { any = true }
             return any
         case .registers:
-            return try mergeRegisters(changes, table: table, key: first.key, log: log, knownAbsent: knownAbsent)
+            return try mergeRegisters(changes, table: table, key: first.key, log: log, knownAbsent: knownAbsent, loaded: loaded)
         }
     }
 
     private mutating func mergeRegisters(
-        _ changes: some Collection<Change>, table: TableSchema, key: RecordKey, log: Bool, knownAbsent: Bool
+        _ changes: some Collection<Change>, table: TableSchema, key: RecordKey, log: Bool, knownAbsent: Bool, loaded: RecordState??
     ) throws -> Bool {
-        let existing = knownAbsent ? nil : try load(table, key)
+        let existing = knownAbsent ? nil : try loaded ?? load(table, key)
+        if core.role == .hq && table.id == Schema.customers.id { try recordHomes(of: key, changes, existing: existing) }
         var state = existing ?? RecordState(columnCount: table.columns.count)
         var changed = false
         var erasedNow = false

@@ -138,6 +138,25 @@ enum Migrations {
                     """)
             for name in ["scope_served", "scope_moves", "scope_evictions"] { try guardTable(name, db) }
         }
+        // Local, not replicated: write authority at headquarters (Session+Authority.swift).
+        // `scope_homes` is each customer's home by the stamps of the writes that set it, so a
+        // change is judged by the home at its own stamp; `scope_refusals` answers, in a
+        // branch's stream, each of its changes headquarters refused, taking a log sequence as
+        // moves do.
+        m.registerMigration("authority") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE scope_homes (
+                        customer BLOB NOT NULL, hlc INTEGER NOT NULL, home TEXT,
+                        PRIMARY KEY (customer, hlc)) WITHOUT ROWID;
+                    CREATE TABLE scope_refusals (
+                        seq INTEGER PRIMARY KEY, site TEXT NOT NULL, customer BLOB NOT NULL,
+                        tbl INTEGER NOT NULL, key BLOB NOT NULL, hlc INTEGER NOT NULL,
+                        reason TEXT NOT NULL, message TEXT NOT NULL);
+                    CREATE INDEX scope_refusals_site ON scope_refusals(site, seq);
+                    """)
+            for name in ["scope_homes", "scope_refusals"] { try guardTable(name, db) }
+        }
         return m
     }
 

@@ -205,6 +205,14 @@ package enum Schema {
             .init("merged_into", .key),
         ])
 
+    /// The columns of a customer's file only its home branch or headquarters may write (with
+    /// its existence and its erasure): what identifies the customer, and where it is homed.
+    /// Any branch holding the customer may write the others, and add what hangs off it
+    /// (contacts, complaints, claims, figures). Judged at headquarters' door at the change's
+    /// stamp (protocols/README.md §5.6).
+    package static let homeOnlyCustomerColumns: Set<Int> = Set(
+        ["number", "kind", "name", "contact_person", "phone", "email", "address", "home_branch"].map { customers.column($0) })
+
     package static let contacts = TableSchema(
         id: 2, name: "contacts", kind: .appendOnly,
         columns: [

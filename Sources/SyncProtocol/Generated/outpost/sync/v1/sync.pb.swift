@@ -69,6 +69,11 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
   /// A change holding a value outside its column's domain (range, length, enumeration;
   /// CHANGESET.md §10.3): dropped at HQ, reported per change in PushAck.
   case invalidValue // = 10
+
+  /// Protocol 3: a write to a customer's identifying fields, home branch, existence or
+  /// erasure by a branch that was not the customer's home at the change's stamp (README.md
+  /// §5.6): dropped at HQ, reported in PushAck and answered in the branch's pull.
+  case notHome // = 11
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -88,6 +93,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 8: self = .version
     case 9: self = .protocol
     case 10: self = .invalidValue
+    case 11: self = .notHome
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -105,6 +111,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .version: return 8
     case .protocol: return 9
     case .invalidValue: return 10
+    case .notHome: return 11
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -122,6 +129,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     .version,
     .protocol,
     .invalidValue,
+    .notHome,
   ]
 
 }
@@ -260,6 +268,10 @@ public nonisolated struct WireRefusal: Sendable {
   /// A sentence for the operator; never holds customer data.
   public var message: String = String()
 
+  /// Protocol 3: the refused change's clock reading (CHANGESET.md §2.3); with the record and
+  /// the branch it names the write. 0 from an older HQ.
+  public var hlc: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -362,6 +374,38 @@ public nonisolated struct WirePullBatch: Sendable {
   /// transaction that commits this batch and its cursor.
   public var evicted: [Data] = []
 
+  /// Protocol 3: the branch's own changes HQ refused at its door whose refusals fall in the
+  /// batch's range (README.md §5.6). When the branch holds the customer, change_set carries
+  /// the customer's current state; the branch journals each refusal, replaces its copy of the
+  /// customer with that state (or removes it) and merges again what it has not yet pushed.
+  public var refused: [WireRefusedWrite] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A branch's change HQ refused, answered in the branch's stream (protocol 3).
+public nonisolated struct WireRefusedWrite: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The refused change: its table id, 16-byte record key and clock reading.
+  public var table: UInt32 = 0
+
+  public var record: Data = Data()
+
+  public var hlc: UInt64 = 0
+
+  /// The 16-byte key of the customer the record belongs to: the one the branch resets.
+  public var customer: Data = Data()
+
+  public var reason: WireReason = .unspecified
+
+  /// A sentence for the operator; never holds customer data.
+  public var message: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -372,7 +416,7 @@ public nonisolated struct WirePullBatch: Sendable {
 fileprivate nonisolated let _protobuf_package = "outpost.sync.v1"
 
 nonisolated extension WireReason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_UNAUTHENTICATED\0\u{1}REASON_REVOKED\0\u{1}REASON_FORGED_ORIGIN\0\u{1}REASON_HQ_ONLY\0\u{1}REASON_CLOCK_AHEAD\0\u{1}REASON_TOO_LARGE\0\u{1}REASON_MALFORMED\0\u{1}REASON_VERSION\0\u{1}REASON_PROTOCOL\0\u{1}REASON_INVALID_VALUE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_UNAUTHENTICATED\0\u{1}REASON_REVOKED\0\u{1}REASON_FORGED_ORIGIN\0\u{1}REASON_HQ_ONLY\0\u{1}REASON_CLOCK_AHEAD\0\u{1}REASON_TOO_LARGE\0\u{1}REASON_MALFORMED\0\u{1}REASON_VERSION\0\u{1}REASON_PROTOCOL\0\u{1}REASON_INVALID_VALUE\0\u{1}REASON_NOT_HOME\0")
 }
 
 nonisolated extension WireHelloRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -611,7 +655,7 @@ nonisolated extension WirePushAck: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension WireRefusal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Refusal"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}record\0\u{1}reason\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}record\0\u{1}reason\0\u{1}message\0\u{1}hlc\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -622,6 +666,7 @@ nonisolated extension WireRefusal: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 1: try { try decoder.decodeSingularStringField(value: &self.record) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.hlc) }()
       default: break
       }
     }
@@ -637,6 +682,9 @@ nonisolated extension WireRefusal: SwiftProtobuf.Message, SwiftProtobuf._Message
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 3)
     }
+    if self.hlc != 0 {
+      try visitor.visitSingularUInt64Field(value: self.hlc, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -644,6 +692,7 @@ nonisolated extension WireRefusal: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs.record != rhs.record {return false}
     if lhs.reason != rhs.reason {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.hlc != rhs.hlc {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -793,7 +842,7 @@ nonisolated extension WirePullAck: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}change_set\0\u{3}last_sequence\0\u{3}caught_up\0\u{3}moved_in\0\u{1}evicted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}change_set\0\u{3}last_sequence\0\u{3}caught_up\0\u{3}moved_in\0\u{1}evicted\0\u{1}refused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -806,6 +855,7 @@ nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 3: try { try decoder.decodeSingularBoolField(value: &self.caughtUp) }()
       case 4: try { try decoder.decodeRepeatedBytesField(value: &self.movedIn) }()
       case 5: try { try decoder.decodeRepeatedBytesField(value: &self.evicted) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.refused) }()
       default: break
       }
     }
@@ -827,6 +877,9 @@ nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if !self.evicted.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.evicted, fieldNumber: 5)
     }
+    if !self.refused.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.refused, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -836,6 +889,62 @@ nonisolated extension WirePullBatch: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs.caughtUp != rhs.caughtUp {return false}
     if lhs.movedIn != rhs.movedIn {return false}
     if lhs.evicted != rhs.evicted {return false}
+    if lhs.refused != rhs.refused {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireRefusedWrite: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RefusedWrite"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}table\0\u{1}record\0\u{1}hlc\0\u{1}customer\0\u{1}reason\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.table) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.record) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.hlc) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.customer) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.table != 0 {
+      try visitor.visitSingularUInt32Field(value: self.table, fieldNumber: 1)
+    }
+    if !self.record.isEmpty {
+      try visitor.visitSingularBytesField(value: self.record, fieldNumber: 2)
+    }
+    if self.hlc != 0 {
+      try visitor.visitSingularUInt64Field(value: self.hlc, fieldNumber: 3)
+    }
+    if !self.customer.isEmpty {
+      try visitor.visitSingularBytesField(value: self.customer, fieldNumber: 4)
+    }
+    if self.reason != .unspecified {
+      try visitor.visitSingularEnumField(value: self.reason, fieldNumber: 5)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireRefusedWrite, rhs: WireRefusedWrite) -> Bool {
+    if lhs.table != rhs.table {return false}
+    if lhs.record != rhs.record {return false}
+    if lhs.hlc != rhs.hlc {return false}
+    if lhs.customer != rhs.customer {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
