@@ -239,6 +239,9 @@ extension Archive {
         if change.table == Schema.slaRules.id && change.origin != headquarters {
             return "only headquarters may change SLA rules"
         }
+        if change.table == Schema.assignments.id && change.origin != headquarters {
+            return "only headquarters may assign customers to branches"
+        }
         if change.table == Schema.customers.id, change.origin != headquarters, case .fields(let writes) = change.body,
             writes.contains(where: { $0.column == Schema.customers.column("merged_into") })
         {

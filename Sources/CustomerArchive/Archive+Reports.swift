@@ -128,8 +128,8 @@ extension Archive {
         return roots
     }
 
-    /// Gathers the facts of every active customer homed in scope (merged ones counted in the
-    /// customer they were merged into).
+    /// Gathers the facts of every active customer homed at or assigned to the branch, or of
+    /// the country (merged ones counted in the customer they were merged into).
     func customerFacts(_ db: Database, branch: String?, from: Month, to: Month) throws -> ([CustomerFacts], Bool) {
         let periodStart = CompanyTime.start(of: from.first)
         let periodEnd = CompanyTime.start(of: to.next.first)
@@ -148,6 +148,11 @@ extension Archive {
                        merged_into, coalesce(archived, 0), erased
                 FROM customers WHERE cl % 2 = 1
                 """)
+        // A branch's report covers the customers homed at it and those assigned to it.
+        let assigned: Set<Data> =
+            try branch.map {
+                Set(try Data.fetchAll(db, sql: "SELECT customer FROM scope_reasons WHERE site = ? AND reason = 'assigned'", arguments: [$0]))
+            } ?? []
         while let row = try rows.next() {
             let id = RecordKey(data: row[0])
             if let into: Data = row[8] {
@@ -157,7 +162,7 @@ extension Archive {
             let archived: Int64 = row[9]
             let erased: Int64 = row[10]
             let home: String = row[2] ?? ""
-            guard archived == 0, erased == 0, branch == nil || home == branch else { continue }
+            guard archived == 0, erased == 0, branch == nil || home == branch || assigned.contains(row[0]) else { continue }
             var f = CustomerFacts(id: id, number: row[1] ?? "", homeBranch: home)
             f.keyAccount = (row[3] as Int64? ?? 0) != 0
             f.creditRating = row[4]

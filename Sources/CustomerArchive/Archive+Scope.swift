@@ -424,3 +424,118 @@ extension Archive {
         }
     }
 }
+
+/// What headquarters assigns to a branch beyond the customers homed there.
+public enum AssignmentTarget: Sendable, Hashable {
+    /// One customer, by number or id.
+    case customer(String)
+    /// Every customer homed at that branch (a branch covering for another).
+    case branch(SiteID)
+    /// Every customer whose region is this.
+    case region(String)
+}
+
+/// An assignment in force (`outpost scope assignments`).
+public struct Assignment: Sendable, Hashable, Codable {
+    public var id: String
+    /// The branch that holds what is assigned.
+    public var site: String
+    /// `customer`, `branch` or `region`.
+    public var kind: String
+    /// The customer's number (or id), the branch whose customers, or the region.
+    public var target: String
+    /// How many customers it names at this site now.
+    public var customers: Int
+}
+
+extension Archive {
+    /// Assigns a customer, another branch's customers or a region's to `site` (headquarters
+    /// only): the branch holds them, and its reports count them, until the assignment is
+    /// withdrawn. Assigning what is assigned already changes nothing.
+    @discardableResult
+    public func assign(_ target: AssignmentTarget, to site: SiteID) throws -> Assignment {
+        let key = try transaction { s in
+            let (key, fields) = try assignmentRecord(target, site: site, s.db)
+            if let state = try s.load(Schema.assignments, key) {
+                if !state.isAlive { try s.setAlive(Schema.assignments, key, true) }
+            } else {
+                try s.create(Schema.assignments, key: key, fields)
+            }
+            return key
+        }
+        guard let written = try assignments(of: site).first(where: { $0.id == key.description }) else {
+            throw ArchiveError(.storage, "the assignment \(key) was written but cannot be read back")
+        }
+        return written
+    }
+
+    /// Withdraws an assignment (headquarters only): its customers leave the branch unless it
+    /// holds them for another reason.
+    public func unassign(_ target: AssignmentTarget, from site: SiteID) throws {
+        try transaction { s in
+            let (key, _) = try assignmentRecord(target, site: site, s.db)
+            guard let state = try s.load(Schema.assignments, key), state.isAlive else {
+                throw ArchiveError(.notFound, "\(site) has no such assignment; 'outpost scope assignments --site \(site)' lists them")
+            }
+            try s.setAlive(Schema.assignments, key, false)
+        }
+    }
+
+    /// The assignments in force, by branch (every site holds them all).
+    public func assignments(of site: SiteID? = nil) throws -> [Assignment] {
+        try read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT a.id, a.site, a.customer_id, a.home_branch, a.region, c.number FROM assignments a
+                    LEFT JOIN customers c ON c.id = a.customer_id
+                    WHERE a.cl % 2 = 1 \(site == nil ? "" : "AND a.site = ?") ORDER BY a.site, a.home_branch, a.region, c.number
+                    """,
+                arguments: StatementArguments(site.map { [$0.code] } ?? []))
+            return rows.compactMap { row -> Assignment? in
+                guard let key = (row[0] as Data?).flatMap({ $0.count == 16 ? RecordKey(data: $0) : nil }) else { return nil }
+                let site: String = row[1] ?? "-"
+                var kind = "customer"
+                var target = "-"
+                var named = 0
+                if let customer = (row[2] as Data?).flatMap({ $0.count == 16 ? RecordKey(data: $0) : nil }) {
+                    target = (row[5] as String?) ?? customer.description
+                    named = (try? Int.fetchOne(db, sql: "SELECT count(*) FROM customers WHERE id = ?", arguments: [customer.data])) ?? 0
+                } else if let home = row[3] as String? {
+                    kind = "branch"
+                    target = home
+                    named = (try? Int.fetchOne(db, sql: "SELECT count(*) FROM customers WHERE home_branch = ?", arguments: [home])) ?? 0
+                } else if let region = row[4] as String? {
+                    kind = "region"
+                    target = region
+                    named = (try? Int.fetchOne(db, sql: "SELECT count(*) FROM customers WHERE region = ?", arguments: [region])) ?? 0
+                }
+                return Assignment(id: key.description, site: site, kind: kind, target: target, customers: named)
+            }
+        }
+    }
+
+    /// The derived key and fields of the assignment of `target` to `site`, checked.
+    private func assignmentRecord(_ target: AssignmentTarget, site: SiteID, _ db: Database) throws -> (RecordKey, [String: Value]) {
+        guard core.site == core.headquarters else {
+            throw ArchiveError(.refused, "assignments are made at headquarters (\(core.headquarters)) and replicated; this site is \(core.site)")
+        }
+        guard site != core.headquarters else { throw ArchiveError(.invalidInput, "headquarters holds every customer: assign to a branch") }
+        switch target {
+        case .customer(let reference):
+            let customer = try resolve(Schema.customers, reference, db)
+            return (
+                RecordKey.derived("assignment", site.code, "customer", customer.id.description), ["site": .text(site.code), "customer_id": customer.id.value]
+            )
+        case .branch(let home):
+            guard home != site else { throw ArchiveError(.invalidInput, "\(site)'s own customers are homed there already") }
+            return (RecordKey.derived("assignment", site.code, "branch", home.code), ["site": .text(site.code), "home_branch": .text(home.code)])
+        case .region(let region):
+            let region = region.trimmingCharacters(in: .whitespaces)
+            guard !region.isEmpty, region.utf8.count <= Domain.shortText else {
+                throw ArchiveError(.invalidInput, "a region is 1 to \(Domain.shortText) bytes of text")
+            }
+            return (RecordKey.derived("assignment", site.code, "region", region), ["site": .text(site.code), "region": .text(region)])
+        }
+    }
+}

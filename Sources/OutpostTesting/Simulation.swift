@@ -36,6 +36,8 @@ public struct Simulation {
         /// Honest writes HQ refused for write authority (a branch that had not heard yet that
         /// a customer was re-homed away), each answered in the branch's stream.
         public var refusedNotHome = 0
+        /// Assignments HQ gave or withdrew.
+        public var assignments = 0
         public var setAside = 0
         /// Changes branches dropped from their logs once HQ had acknowledged them.
         public var compactedChanges = 0
@@ -379,6 +381,27 @@ public struct Simulation {
                         // no other reason (with their own changes not yet at HQ kept until they are).
                         try hq.archive.setServedDays(chance(60) ? 0 : 90)
                         summary.lapsedReasons += try hq.archive.expireScope()
+                    } else if chance(35), let site = pick(branches) {
+                        // HQ assigns a customer, another branch's customers or a region to a
+                        // branch, or withdraws such an assignment: customers move in and out.
+                        let target: AssignmentTarget =
+                            switch rng.next() % 3 {
+                            case 0: .customer((pick(customers) ?? RecordKey(high: 1, low: 1)).description)
+                            case 1: .branch(try SiteID(pick(branches)!))
+                            default: .region(pick(regions)!)
+                            }
+                        if chance(40), let existing = pick(try hq.archive.assignments()) {
+                            let kind: AssignmentTarget =
+                                switch existing.kind {
+                                case "customer": .customer(existing.target)
+                                case "branch": .branch(try SiteID(existing.target))
+                                default: .region(existing.target)
+                                }
+                            try hq.archive.unassign(kind, from: try SiteID(existing.site))
+                        } else {
+                            try hq.archive.assign(target, to: try SiteID(site))
+                        }
+                        summary.assignments += 1
                     } else if chance(60), let keep = pick(customers), let duplicate = pick(customers) {
                         try hq.archive.mergeCustomers(keep: keep.description, duplicate: duplicate.description)
                         summary.merges += 1

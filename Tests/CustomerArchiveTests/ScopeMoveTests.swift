@@ -108,4 +108,52 @@ struct ScopeMoveTests {
         #expect(throws: ArchiveError.self) { try hq.admit(later, from: sh01.site) }
         #expect(try hq.customers(limit: 10).count == 2)
     }
+
+    @Test("HQ assigns a customer, another branch's customers or a region to a branch: they move in, count in its reports, and leave when withdrawn")
+    func assignments() throws {
+        let sites = try Sites()
+        let hq = try sites.make("HQ", role: .hq)
+        let bj01 = try sites.make("BJ01")
+        let bj02 = try sites.make("BJ02")
+        try hq.setServedDays(0)
+        let one = try hq.addCustomer(["name": .text("总部客户"), "region": .text("华南"), "revenue_fen": .integer(500_000)])
+        let homed = try bj02.addCustomer(["name": .text("北京二号客户"), "region": .text("华北"), "revenue_fen": .integer(300_000)])
+        let regional = try hq.addCustomer(["name": .text("华东客户"), "region": .text("华东"), "home_branch": .text("SH01"), "revenue_fen": .integer(100_000)])
+        try Self.push(bj02, to: hq)
+        try Self.pull(hq, to: bj01)
+        #expect(try bj01.customers(limit: 10).isEmpty)
+
+        try hq.assign(.customer(try #require(one["number"].textValue)), to: bj01.site)
+        try hq.assign(.branch(bj02.site), to: bj01.site)
+        let region = try hq.assign(.region("华东"), to: bj01.site)
+        #expect(region.kind == "region" && region.customers == 1)
+        #expect(try hq.assign(.region("华东"), to: bj01.site) == region, "assigning again changes nothing")
+        let (_, moves) = try Self.pull(hq, to: bj01)
+        #expect(Set(moves.movedIn) == [one.id, homed.id, regional.id])
+        #expect(try bj01.canonicalDump() == hq.canonicalDump(scope: bj01.site))
+        #expect(try bj01.assignments().count == 3, "assignments are replicated")
+        #expect(try hq.scope(of: bj01.site).allSatisfy { $0.reasons == ["assigned"] })
+        // Its reports count them, as HQ's report on it does.
+        let report = try bj01.valueReport()
+        #expect(report.valuations.count == 3)
+        #expect(report.valuations == (try hq.valueReport(branch: "BJ01")).valuations)
+        // The branch is also still in BJ02's scope for its own.
+        try Self.pull(hq, to: bj02)
+        #expect(try bj02.canonicalDump() == hq.canonicalDump(scope: bj02.site))
+
+        // Only HQ assigns, at the counter and at its door.
+        #expect { try bj01.assign(.region("华北"), to: bj01.site) } throws: { ($0 as? ArchiveError)?.code == .refused }
+        #expect { try hq.assign(.branch(bj01.site), to: bj01.site) } throws: { ($0 as? ArchiveError)?.code == .invalidInput }
+
+        // Withdrawn: the customers leave, nothing of them stays.
+        try hq.unassign(.branch(bj02.site), from: bj01.site)
+        try hq.unassign(.region("华东"), from: bj01.site)
+        #expect { try hq.unassign(.region("华东"), from: bj01.site) } throws: { ($0 as? ArchiveError)?.code == .notFound }
+        let (_, out) = try Self.pull(hq, to: bj01)
+        #expect(Set(out.evicted) == [homed.id, regional.id])
+        #expect(try bj01.customers(limit: 10).map(\.id) == [one.id])
+        #expect(try bj01.keysOutsideRecords().isEmpty)
+        #expect(try bj01.canonicalDump() == hq.canonicalDump(scope: bj01.site))
+        #expect(try bj01.valueReport().valuations == (try hq.valueReport(branch: "BJ01")).valuations)
+    }
 }

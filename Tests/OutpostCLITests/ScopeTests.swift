@@ -133,6 +133,36 @@ struct ScopeTests {
         #expect(try network.waitConverged() == nil, "\(network.logs())")
     }
 
+    /// HQ assigns one branch's customers to another (covering for it): they arrive there, the
+    /// assignment is replicated, and withdrawing it evicts them again.
+    @Test func anAssignmentBringsABranchsCustomersAndTakesThemAway() throws {
+        let network = try Network(branches: ["BJ01", "SH01"])
+        defer { network.stopAll() }
+        for code in network.codes { try network.start(code) }
+        try network.hq.ok("scope", "window", "--served-days", "0")
+        let sh01 = network.site("SH01")
+        let bj01 = network.site("BJ01")
+        let number = try #require(try sh01.object("customer", "add", "--name", "代管客户", "--phone", "13912340004")["number"] as? String)
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        #expect(try bj01.run("customer", "show", number).status == 1)
+
+        let given = try network.hq.object("scope", "assign", "--site", "BJ01", "--branch", "SH01")
+        #expect(given["kind"] as? String == "branch" && given["customers"] as? Int == 1, "\(given)")
+        #expect(try Self.eventually { try bj01.run("customer", "show", number).status == 0 }, "\(network.logs())")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        let listed = try bj01.array("scope", "assignments")
+        #expect(listed.count == 1 && listed.first?["target"] as? String == "SH01", "\(listed)")
+        let refused = try bj01.run("scope", "assign", "--site", "BJ01", "--region", "华东")
+        #expect(refused.status != 0 && refused.stderr.contains("headquarters"), "\(refused.stderr)")
+        let reasons = try network.hq.array("scope", "list", "--site", "BJ01")
+        #expect(reasons.first?["reasons"] as? [String] == ["assigned"], "\(reasons)")
+
+        try network.hq.ok("scope", "unassign", "--site", "BJ01", "--branch", "SH01")
+        #expect(try Self.eventually { try bj01.run("customer", "show", number).status == 1 }, "\(network.logs())")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        #expect(try !Self.archiveHolds(bj01, "13912340004"))
+    }
+
     private func bj01Notes(_ network: Network, _ number: String) throws -> String? {
         let shown = try network.site("BJ01").run("customer", "show", number, "--json")
         guard shown.status == 0 else { return nil }

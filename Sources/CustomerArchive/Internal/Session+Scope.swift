@@ -67,6 +67,11 @@ extension Session {
         var customers: [RecordKey] = []
         var seen: Set<RecordKey> = []
         for touch in touched {
+            if touch.table == Schema.assignments.id {
+                // An assignment given or withdrawn: every customer it names, by its fields.
+                for d in try assignedCustomers(touch.key) where seen.insert(RecordKey(data: d)).inserted { customers.append(RecordKey(data: d)) }
+                continue
+            }
             guard case .customer(let customer) = try Self.owner(table: touch.table, key: touch.key, db) else { continue }
             if touch.origin != core.headquarters { try serve.execute(arguments: [customer.data, touch.origin.code, now]) }
             if seen.insert(customer).inserted { customers.append(customer) }
@@ -84,6 +89,22 @@ extension Session {
             i += 1
         }
         for customer in customers { try reconcileScope(of: customer) }
+    }
+
+    /// The customers an assignment record names (whether it is in force or withdrawn).
+    func assignedCustomers(_ assignment: RecordKey) throws -> [Data] {
+        guard
+            let row = try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT customer_id, home_branch, region FROM assignments WHERE id = ?"), arguments: [assignment.data])
+        else { return [] }
+        if let customer = row[0] as Data?, customer.count == 16 { return [customer] }
+        if let home = row[1] as String? {
+            return try Data.fetchAll(try db.cachedStatement(sql: "SELECT id FROM customers WHERE home_branch = ?"), arguments: [home])
+        }
+        if let region = row[2] as String? {
+            return try Data.fetchAll(try db.cachedStatement(sql: "SELECT id FROM customers WHERE region = ?"), arguments: [region])
+        }
+        return []
     }
 
     /// Records a move for every branch whose holding of `customer` differs from its reasons:

@@ -105,37 +105,8 @@ enum Migrations {
                     CREATE INDEX claims_branch ON claims(customer_id, branch);
                     CREATE INDEX customers_home_branch ON customers(home_branch);
                     CREATE INDEX scope_served_site ON scope_served(site);
-                    CREATE VIEW scope_reasons(site, customer, reason) AS
-                        SELECT home_branch, id, 'homed' FROM customers WHERE home_branch IS NOT NULL
-                        UNION ALL SELECT site, customer, 'served' FROM scope_served
-                        UNION ALL SELECT c.branch, c.customer_id, 'open complaint' FROM complaints c
-                            WHERE c.branch IS NOT NULL AND c.customer_id IS NOT NULL AND c.cl % 2 = 1
-                            AND coalesce((SELECT t.stage FROM complaint_transitions t WHERE t.complaint_id = c.id
-                                ORDER BY t.epoch DESC, t.stage DESC LIMIT 1), 0) < 4
-                        UNION ALL SELECT c.branch, c.customer_id, 'open claim' FROM claims c
-                            WHERE c.branch IS NOT NULL AND c.customer_id IS NOT NULL AND c.cl % 2 = 1
-                            AND coalesce((SELECT max(t.stage) FROM claim_transitions t WHERE t.claim_id = c.id), 0) NOT IN (3, 5)
-                        UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
-                            JOIN customers k ON k.id = d.merged_into
-                            WHERE d.merged_into IS NOT NULL AND k.home_branch IS NOT NULL
-                        UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
-                            JOIN customers m ON m.id = d.merged_into JOIN customers k ON k.id = m.merged_into
-                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND k.home_branch IS NOT NULL
-                        UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
-                            JOIN customers m ON m.id = d.merged_into JOIN customers n ON n.id = m.merged_into
-                            JOIN customers k ON k.id = n.merged_into
-                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND n.merged_into IS NOT NULL
-                            AND k.home_branch IS NOT NULL
-                        UNION ALL SELECT d.home_branch, d.merged_into, 'merged' FROM customers d
-                            WHERE d.merged_into IS NOT NULL AND d.home_branch IS NOT NULL
-                        UNION ALL SELECT d.home_branch, m.merged_into, 'merged' FROM customers d
-                            JOIN customers m ON m.id = d.merged_into
-                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND d.home_branch IS NOT NULL
-                        UNION ALL SELECT d.home_branch, n.merged_into, 'merged' FROM customers d
-                            JOIN customers m ON m.id = d.merged_into JOIN customers n ON n.id = m.merged_into
-                            WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND n.merged_into IS NOT NULL
-                            AND d.home_branch IS NOT NULL;
                     """)
+            try db.execute(sql: scopeReasonsView(assignments: false))
             for name in ["scope_served", "scope_moves", "scope_evictions"] { try guardTable(name, db) }
         }
         // Local, not replicated: write authority at headquarters (Session+Authority.swift).
@@ -157,7 +128,68 @@ enum Migrations {
                     """)
             for name in ["scope_homes", "scope_refusals"] { try guardTable(name, db) }
         }
+        // Schema 3: assignments, replicated (written at headquarters only), and their reason.
+        m.registerMigration("v3") { db in
+            try createTable(Schema.assignments, db)
+            try guardTable(Schema.assignments.name, db)
+            try db.execute(
+                sql: """
+                    CREATE INDEX assignments_site ON assignments(site);
+                    CREATE INDEX assignments_customer ON assignments(customer_id) WHERE customer_id IS NOT NULL;
+                    CREATE INDEX assignments_home_branch ON assignments(home_branch) WHERE home_branch IS NOT NULL;
+                    CREATE INDEX assignments_region ON assignments(region) WHERE region IS NOT NULL;
+                    CREATE INDEX customers_region ON customers(region);
+                    DROP VIEW scope_reasons;
+                    UPDATE meta SET value = 3 WHERE key = 'schema';
+                    """)
+            try db.execute(sql: scopeReasonsView(assignments: true))
+        }
         return m
+    }
+
+    /// Why headquarters counts each customer in each branch's scope, one row per reason
+    /// (Archive+Scope.swift); schema 3 adds `assigned`.
+    static func scopeReasonsView(assignments: Bool) -> String {
+        let base = """
+            SELECT home_branch, id, 'homed' FROM customers WHERE home_branch IS NOT NULL
+            UNION ALL SELECT site, customer, 'served' FROM scope_served
+            UNION ALL SELECT c.branch, c.customer_id, 'open complaint' FROM complaints c
+                WHERE c.branch IS NOT NULL AND c.customer_id IS NOT NULL AND c.cl % 2 = 1
+                AND coalesce((SELECT t.stage FROM complaint_transitions t WHERE t.complaint_id = c.id
+                    ORDER BY t.epoch DESC, t.stage DESC LIMIT 1), 0) < 4
+            UNION ALL SELECT c.branch, c.customer_id, 'open claim' FROM claims c
+                WHERE c.branch IS NOT NULL AND c.customer_id IS NOT NULL AND c.cl % 2 = 1
+                AND coalesce((SELECT max(t.stage) FROM claim_transitions t WHERE t.claim_id = c.id), 0) NOT IN (3, 5)
+            UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
+                JOIN customers k ON k.id = d.merged_into
+                WHERE d.merged_into IS NOT NULL AND k.home_branch IS NOT NULL
+            UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
+                JOIN customers m ON m.id = d.merged_into JOIN customers k ON k.id = m.merged_into
+                WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND k.home_branch IS NOT NULL
+            UNION ALL SELECT k.home_branch, d.id, 'merged' FROM customers d
+                JOIN customers m ON m.id = d.merged_into JOIN customers n ON n.id = m.merged_into
+                JOIN customers k ON k.id = n.merged_into
+                WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND n.merged_into IS NOT NULL
+                AND k.home_branch IS NOT NULL
+            UNION ALL SELECT d.home_branch, d.merged_into, 'merged' FROM customers d
+                WHERE d.merged_into IS NOT NULL AND d.home_branch IS NOT NULL
+            UNION ALL SELECT d.home_branch, m.merged_into, 'merged' FROM customers d
+                JOIN customers m ON m.id = d.merged_into
+                WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND d.home_branch IS NOT NULL
+            UNION ALL SELECT d.home_branch, n.merged_into, 'merged' FROM customers d
+                JOIN customers m ON m.id = d.merged_into JOIN customers n ON n.id = m.merged_into
+                WHERE d.merged_into IS NOT NULL AND m.merged_into IS NOT NULL AND n.merged_into IS NOT NULL
+                AND d.home_branch IS NOT NULL
+            """
+        let assigned = """
+            UNION ALL SELECT a.site, a.customer_id, 'assigned' FROM assignments a
+                WHERE a.cl % 2 = 1 AND a.site IS NOT NULL AND a.customer_id IS NOT NULL
+            UNION ALL SELECT a.site, c.id, 'assigned' FROM assignments a JOIN customers c ON c.home_branch = a.home_branch
+                WHERE a.cl % 2 = 1 AND a.site IS NOT NULL AND a.home_branch IS NOT NULL
+            UNION ALL SELECT a.site, c.id, 'assigned' FROM assignments a JOIN customers c ON c.region = a.region
+                WHERE a.cl % 2 = 1 AND a.site IS NOT NULL AND a.region IS NOT NULL
+            """
+        return "CREATE VIEW scope_reasons(site, customer, reason) AS\n" + base + (assignments ? "\n" + assigned : "")
     }
 
     /// Schema 2: columns appended to customers, contacts and settings; SLA rules and monthly

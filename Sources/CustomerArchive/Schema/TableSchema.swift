@@ -171,7 +171,8 @@ package enum Schema {
     ///
     /// Version 2 added customers' `city` and `merged_into`, contacts' `complaint_id`,
     /// complaints' deadlines, the value settings, SLA rules and monthly business figures.
-    package static let version = 2
+    /// Version 3 added assignments.
+    package static let version = 3
 
     package static let customers = TableSchema(
         id: 1, name: "customers", kind: .registers,
@@ -347,9 +348,24 @@ package enum Schema {
             .init("profit_fen", .integer, .integer(Domain.money)),
         ])
 
+    /// Customers headquarters assigns to a branch beyond those homed there (`outpost scope
+    /// assign`): one customer, every customer homed at another branch, or every customer of a
+    /// region; exactly one of the three is set. Written at headquarters only and replicated to
+    /// every site like the settings, so a branch counts its assigned customers in its reports as
+    /// headquarters does. One record per branch and target, keyed by ``RecordKey/derived(_:)`` of
+    /// `"assignment"`, the branch, the kind and the target; withdrawn by deleting it.
+    package static let assignments = TableSchema(
+        id: 12, name: "assignments", kind: .registers,
+        columns: [
+            .init("site", .text, .site),
+            .init("customer_id", .key),
+            .init("home_branch", .text, .site),
+            .init("region", .text),
+        ])
+
     package static let tables: [TableSchema] = [
         customers, contacts, complaints, complaintNotes, complaintTransitions,
-        claims, claimTransitions, claimPayments, settings, slaRules, figures,
+        claims, claimTransitions, claimPayments, settings, slaRules, figures, assignments,
     ]
 
     static let byID: [UInt8: TableSchema] = Dictionary(uniqueKeysWithValues: tables.map { ($0.id, $0) })
