@@ -297,10 +297,17 @@ extension Archive {
         return try transaction { session in
             let days = try Session.servedDays(session.db)
             let cutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, days).multiplied(saturating: 86_400_000))
-            let lapsed = try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_served WHERE served_at <= ?", arguments: [cutoff])
+            var lapsed = Set(
+                try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_served WHERE served_at <= ?", arguments: [cutoff]))
             try session.db.execute(sql: "DELETE FROM scope_served WHERE served_at <= ?", arguments: [cutoff])
-            let removed = session.db.changesCount
-            for customer in lapsed { try session.reconcileScope(of: RecordKey(data: customer)) }
+            var removed = session.db.changesCount
+            let fetchedDays = try Session.fetchedDays(session.db)
+            let fetchCutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, fetchedDays).multiplied(saturating: 86_400_000))
+            lapsed.formUnion(
+                try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_fetched WHERE fetched_at <= ?", arguments: [fetchCutoff]))
+            try session.db.execute(sql: "DELETE FROM scope_fetched WHERE fetched_at <= ?", arguments: [fetchCutoff])
+            removed += session.db.changesCount
+            for customer in lapsed.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try session.reconcileScope(of: RecordKey(data: customer)) }
             return removed
         }
     }
@@ -315,6 +322,22 @@ extension Archive {
         try writer.write { db in
             try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('scope_served_days', ?)", arguments: [days])
         }
+    }
+
+    /// Sets how many days a branch keeps a customer its clerk fetched after the last fetch
+    /// (`outpost scope window --fetched-days`).
+    public func setFetchedDays(_ days: Int) throws {
+        guard site == headquarters else {
+            throw ArchiveError(.refused, "scope is decided at headquarters (\(headquarters)); this site is \(site)")
+        }
+        guard (0...3_650).contains(days) else { throw ArchiveError(.invalidInput, "the fetched window is 0 to 3650 days") }
+        try writer.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('scope_fetched_days', ?)", arguments: [days])
+        }
+    }
+
+    public func fetchedDays() throws -> Int {
+        try read { db in Int(try Session.fetchedDays(db)) }
     }
 
     public func servedDays() throws -> Int {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CustomerArchive
 import Foundation
 import Replication
+import SyncService
 
 /// `outpost customer …`: customer files.
 struct CustomerCommand: ParsableCommand {
@@ -17,7 +18,7 @@ struct CustomerCommand: ParsableCommand {
               outpost customer show SH01-C-000001
             """,
         subcommands: [
-            Add.self, Update.self, Show.self, List.self, Search.self, Figures.self, Merge.self, ArchiveFile.self, Erase.self, Delete.self,
+            Add.self, Update.self, Show.self, List.self, Search.self, Fetch.self, Figures.self, Merge.self, ArchiveFile.self, Erase.self, Delete.self,
             Restore.self,
         ])
 
@@ -242,7 +243,7 @@ struct CustomerCommand: ParsableCommand {
 
     // MARK: search
 
-    struct Search: ParsableCommand {
+    struct Search: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Find customers by name, contact person, phone, number or waybill.",
             discussion: """
@@ -253,10 +254,15 @@ struct CustomerCommand: ParsableCommand {
                 Spaces, punctuation and letter case do not matter. Waybill and number matches \
                 come first, then the customers this site recorded most recently.
 
+                At a branch, --remote asks headquarters instead (online only): it searches every \
+                customer and answers with numbers, home branches, and names and phones partly \
+                hidden, storing nothing here; 'outpost customer fetch NUMBER' then brings one.
+
                 Examples:
                   outpost customer search 物流
                   outpost customer search "138 0013"
                   outpost customer search SF1234567890
+                  outpost customer search --remote 物流
                 """)
 
         @Argument(help: ArgumentHelp("The text to look for.", valueName: "text"))
@@ -265,13 +271,40 @@ struct CustomerCommand: ParsableCommand {
         @Option(help: ArgumentHelp("The most customers to list.", valueName: "n"))
         var limit: Int = 50
 
+        @Flag(help: "Search at headquarters (a branch, online): masked results, nothing stored.")
+        var remote = false
+
+        @OptionGroup var connection: RemoteOptions
         @OptionGroup var storage: DataDirOptions
         @OptionGroup var output: JSONOption
 
-        func run() throws {
+        func run() async throws {
             guard limit > 0 else { throw CLIError("--limit must be at least 1") }
-            let archive = try storage.openArchive()
-            CustomerOutput.list(try archive.searchCustomers(text, limit: limit), json: output.json)
+            guard remote else {
+                let archive = try storage.openArchive()
+                return CustomerOutput.list(try archive.searchCustomers(text, limit: limit), json: output.json)
+            }
+            let (client, _, hq) = try connection.client(storage: storage, purpose: "'customer search --remote'")
+            let found: [MaskedCustomer]
+            do {
+                found = try await client.remoteSearch(text, limit: min(limit, 50))
+            } catch {
+                throw CLIError("cannot search at headquarters (\(hq)): \(BranchClient.describe(error))")
+            }
+            if output.json {
+                return Output.json(
+                    .array(
+                        found.map {
+                            .object([
+                                "number": .string($0.number), "name": .string($0.name), "phone": .string($0.phone),
+                                "home_branch": .string($0.homeBranch),
+                            ])
+                        }))
+            }
+            if found.isEmpty { return Output.write("headquarters has no customer matching that\n") }
+            Output.table(
+                ["NUMBER", "NAME", "PHONE", "HOME"],
+                found.map { [Output.oneLine($0.number), Output.oneLine($0.name), Output.oneLine($0.phone), Output.oneLine($0.homeBranch)] })
         }
     }
 

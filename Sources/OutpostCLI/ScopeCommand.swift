@@ -189,35 +189,40 @@ struct ScopeCommand: ParsableCommand {
 
     struct Window: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show or set how long a branch keeps a customer it served (at headquarters).",
+            abstract: "Show or set how long a branch keeps a customer it served or fetched (at headquarters).",
             discussion: """
                 A branch keeps a customer it served for this many days after its last change for \
                 the customer reached headquarters (default 90). Setting it retires what lapsed \
                 under the new window at once; after that headquarters' daemon retires lapsed \
                 reasons hourly. A branch then evicts the customer unless it holds it for another \
-                reason. 0 keeps a served customer only until the next retirement.
+                reason. 0 keeps a served customer only until the next retirement. A customer \
+                a clerk fetched ('outpost customer fetch') stays for the fetched window after \
+                the last fetch (default 7 days).
 
                 Examples:
                   outpost scope window
                   outpost scope window --served-days 30
+                  outpost scope window --fetched-days 1
                 """)
 
         @Option(help: ArgumentHelp("Days, 0 to 3650.", valueName: "days"))
         var servedDays: Int?
 
+        @Option(help: ArgumentHelp("Days a fetched customer stays, 0 to 3650.", valueName: "days"))
+        var fetchedDays: Int?
+
         @OptionGroup var storage: DataDirOptions
 
         func run() throws {
             let archive = try storage.openArchive()
-            if let servedDays {
-                try archive.setServedDays(servedDays)
-                // A shorter window applies now: what lapsed under it leaves the branches.
-                let lapsed = try archive.expireScope()
-                Output.write(
-                    "a branch keeps a customer it served for \(servedDays) days after its last change for it; \(lapsed) lapsed reasons retired now\n")
-            } else {
-                Output.write("a branch keeps a customer it served for \(try archive.servedDays()) days after its last change for it\n")
-            }
+            if let servedDays { try archive.setServedDays(servedDays) }
+            if let fetchedDays { try archive.setFetchedDays(fetchedDays) }
+            // A shorter window applies now: what lapsed under it leaves the branches.
+            let lapsed = servedDays != nil || fetchedDays != nil ? try archive.expireScope() : nil
+            Output.write(
+                "a branch keeps a customer it served for \(try archive.servedDays()) days after its last change for it, "
+                    + "and one it fetched for \(try archive.fetchedDays()) days after the last fetch"
+                    + (lapsed.map { "; \($0) lapsed reasons retired now" } ?? "") + "\n")
         }
     }
 }

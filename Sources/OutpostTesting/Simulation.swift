@@ -38,6 +38,8 @@ public struct Simulation {
         public var refusedNotHome = 0
         /// Assignments HQ gave or withdrew.
         public var assignments = 0
+        /// Customers clerks fetched from HQ.
+        public var fetches = 0
         public var setAside = 0
         /// Changes branches dropped from their logs once HQ had acknowledged them.
         public var compactedChanges = 0
@@ -380,7 +382,13 @@ public struct Simulation {
                         // retires the reasons that lapsed: branches evict what they hold for
                         // no other reason (with their own changes not yet at HQ kept until they are).
                         try hq.archive.setServedDays(chance(60) ? 0 : 90)
+                        try hq.archive.setFetchedDays(chance(60) ? 0 : 7)
                         summary.lapsedReasons += try hq.archive.expireScope()
+                    } else if chance(25), let site = pick(branches), let k = pick(customers) {
+                        // A clerk at a branch fetches a customer from HQ (`customer fetch`):
+                        // HQ counts it in the branch's scope, and its next pull brings it.
+                        _ = try hq.archive.fetch(k.description, for: try SiteID(site))
+                        summary.fetches += 1
                     } else if chance(35), let site = pick(branches) {
                         // HQ assigns a customer, another branch's customers or a region to a
                         // branch, or withdraws such an assignment: customers move in and out.

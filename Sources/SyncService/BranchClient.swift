@@ -246,6 +246,48 @@ public final class BranchClient: Sendable {
         return transport
     }
 
+    /// Fetches a customer this branch does not hold (`outpost customer fetch`): headquarters
+    /// counts it in the branch's scope, then one exchange brings it here with everything
+    /// hanging off it. Needs the line to headquarters.
+    /// - Returns: the customer's key and number.
+    public func fetch(_ reference: String) async throws -> (customer: RecordKey, number: String) {
+        let transport = try makeTransport()
+        return try await withGRPCClient(transport: transport) { client in
+            let sync = WireSync.Client(wrapping: client)
+            var request = WireFetchRequest()
+            request.reference = reference
+            var options = CallOptions.defaults
+            options.timeout = .seconds(15)
+            options.waitForReady = false
+            let answer = try await sync.fetch(request, options: options)
+            guard answer.customer.count == 16 else {
+                throw SyncError(.protocolViolation, "headquarters answered a fetch with a customer key that is not 16 bytes")
+            }
+            _ = try await session(sync, follow: false, pull: true, progress: nil)
+            return (try RecordKey(bytes: answer.customer), String(answer.number.prefix(64)))
+        }
+    }
+
+    /// Headquarters' search (`outpost customer search --remote`): numbers, homes, and names
+    /// and phones partly hidden; nothing is stored here.
+    public func remoteSearch(_ text: String, limit: Int = 20) async throws -> [MaskedCustomer] {
+        let transport = try makeTransport()
+        return try await withGRPCClient(transport: transport) { client in
+            var request = WireSearchRequest()
+            request.text = text
+            request.limit = UInt32(clamping: max(1, limit))
+            var options = CallOptions.defaults
+            options.timeout = .seconds(15)
+            options.waitForReady = false
+            let answer = try await WireSync.Client(wrapping: client).search(request, options: options)
+            return answer.customers.prefix(50).map {
+                MaskedCustomer(
+                    number: String($0.number.prefix(64)), name: String($0.name.prefix(64)), phone: String($0.phone.prefix(32)),
+                    homeBranch: String($0.homeBranch.prefix(12)))
+            }
+        }
+    }
+
     /// What one handshake with headquarters tells (`outpost doctor`).
     public struct Probe: Sendable {
         /// Headquarters' clock minus this machine's, estimated at the middle of the round trip.

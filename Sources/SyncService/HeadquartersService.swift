@@ -143,6 +143,68 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         return response
     }
 
+    // MARK: Fetch and search (protocol 3)
+
+    /// A clerk at the branch fetches a customer the branch does not hold: HQ counts it in the
+    /// branch's scope as fetched, and its move in reaches the branch with its pull.
+    public func fetch(request: WireFetchRequest, context: ServerContext) async throws -> WireFetchResponse {
+        let site = try caller(context).site
+        try checkNotStopping()
+        guard !request.reference.isEmpty, request.reference.utf8.count <= 64 else {
+            throw RPCError(code: .invalidArgument, message: "a fetch names one customer by its number, id or phone (at most 64 bytes)")
+        }
+        let (customer, number, end) = try await answering(site) { [archive] in
+            let (customer, number) = try archive.fetch(request.reference, for: site)
+            return (customer, number, try archive.lastSequence())
+        }
+        watch.advance(to: end)
+        logger.info("a branch fetched a customer", metadata: ["site": "\(site)", "customer": "\(customer)"])
+        var response = WireFetchResponse()
+        response.customer = Data(customer.bytes)
+        response.number = number ?? ""
+        response.sequence = end
+        return response
+    }
+
+    /// HQ's search for a clerk at the branch: numbers, homes, names and phones partly hidden.
+    public func search(request: WireSearchRequest, context: ServerContext) async throws -> WireSearchResponse {
+        let site = try caller(context).site
+        try checkNotStopping()
+        guard !request.text.isEmpty, request.text.utf8.count <= 256 else {
+            throw RPCError(code: .invalidArgument, message: "a search needs 1 to 256 bytes of text")
+        }
+        let limit = request.limit == 0 ? 20 : Int(min(request.limit, 50))
+        let found = try await answering(site) { [archive] in try archive.remoteSearch(request.text, limit: limit) }
+        var response = WireSearchResponse()
+        response.customers = found.map { c in
+            var w = WireMaskedCustomer()
+            w.number = c.number
+            w.name = c.name
+            w.phone = c.phone
+            w.homeBranch = c.homeBranch
+            return w
+        }
+        logger.info("a branch searched headquarters", metadata: ["site": "\(site)", "found": "\(found.count)"])
+        return response
+    }
+
+    /// Runs an archive call for a branch's request, turning its errors into the call's status.
+    private func answering<T: Sendable>(_ site: SiteID, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        do {
+            return try await Blocking.run(body)
+        } catch let error as ArchiveError where error.code == .notFound {
+            throw RPCError(code: .notFound, message: error.message)
+        } catch let error as ArchiveError where error.code == .invalidInput || error.code == .refused {
+            throw RPCError(code: .invalidArgument, message: error.message)
+        } catch {
+            if let fault = health.record(error) {
+                logger.error("cannot answer a branch: \(fault.detail)", metadata: ["site": "\(site)", "reason": "\(fault.reason)"])
+                throw RPCError(code: .unavailable, message: "headquarters cannot read its archive now (\(fault.reason)); try again")
+            }
+            throw RPCError(code: .unavailable, message: "headquarters could not answer now; try again")
+        }
+    }
+
     // MARK: Push
 
     public func push(

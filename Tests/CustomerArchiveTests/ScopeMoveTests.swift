@@ -156,4 +156,48 @@ struct ScopeMoveTests {
         #expect(try bj01.canonicalDump() == hq.canonicalDump(scope: bj01.site))
         #expect(try bj01.valueReport().valuations == (try hq.valueReport(branch: "BJ01")).valuations)
     }
+
+    @Test("a clerk fetches a customer from HQ by number or phone: it moves in whole, and leaves when the fetched window lapses")
+    func fetchedCustomers() throws {
+        let sites = try Sites()
+        let hq = try sites.make("HQ", role: .hq)
+        let bj01 = try sites.make("BJ01")
+        try hq.setServedDays(0)
+        let far = try hq.addCustomer(["name": .text("深圳远方物流有限公司"), "phone": .text("13700000001"), "home_branch": .text("SZ01")])
+        try hq.addContact(customer: far.id.description, kind: .call, summary: "来电")
+        _ = try hq.addCustomer(["name": .text("甲"), "phone": .text("13700000002")])
+        _ = try hq.addCustomer(["name": .text("乙"), "phone": .text("13700000002")])
+        try Self.pull(hq, to: bj01)
+        #expect(try bj01.customers(limit: 10).isEmpty)
+
+        // HQ's search for the clerk: partly hidden, nothing stored.
+        let found = try hq.remoteSearch("远方")
+        #expect(found == [MaskedCustomer(number: try #require(far["number"].textValue), name: "深********司", phone: "137******01", homeBranch: "SZ01")])
+
+        // By phone, only when one customer has it; the error never repeats the phone.
+        #expect { try hq.fetch("137 0000 0002", for: bj01.site) } throws: { e in
+            (e as? ArchiveError)?.code == .invalidInput && !"\(e)".contains("13700000002")
+        }
+        #expect { try hq.fetch("13799999999", for: bj01.site) } throws: { ($0 as? ArchiveError)?.code == .notFound && !"\($0)".contains("1379") }
+        #expect { try bj01.fetch("13700000001", for: bj01.site) } throws: { ($0 as? ArchiveError)?.code == .refused }
+        let (key, number) = try hq.fetch("137-0000-0001", for: bj01.site)
+        #expect(key == far.id && number == far["number"].textValue)
+        #expect(try hq.scope(of: bj01.site).map(\.reasons) == [["fetched"]])
+        let (_, moves) = try Self.pull(hq, to: bj01)
+        #expect(moves.movedIn == [far.id])
+        #expect(try bj01.contacts(customer: far.id.description).count == 1)
+        #expect(try bj01.canonicalDump() == hq.canonicalDump(scope: bj01.site))
+        #expect(try bj01.valueReport().valuations.isEmpty, "a fetched customer is not the branch's in its reports")
+
+        // Fetched again, the window starts again; once it lapses, the customer leaves.
+        sites.environment.advance(milliseconds: 3 * 86_400_000)
+        _ = try hq.fetch(try #require(number), for: bj01.site)
+        sites.environment.advance(milliseconds: 5 * 86_400_000)
+        #expect(try hq.expireScope() == 0, "7 days from the second fetch have not passed")
+        sites.environment.advance(milliseconds: 2 * 86_400_000)
+        #expect(try hq.expireScope() == 1)
+        let (_, out) = try Self.pull(hq, to: bj01)
+        #expect(out.evicted == [far.id])
+        #expect(try bj01.customers(limit: 10).isEmpty && bj01.keysOutsideRecords().isEmpty)
+    }
 }

@@ -41,6 +41,7 @@ struct SimulationTests {
                 totals.refusedAtDoor += s.refusedAtDoor
                 totals.refusedNotHome += s.refusedNotHome
                 totals.assignments += s.assignments
+                totals.fetches += s.fetches
                 totals.setAside += s.setAside
                 totals.compactedChanges += s.compactedChanges
                 totals.rehomings += s.rehomings
@@ -53,7 +54,7 @@ struct SimulationTests {
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches; scope: \(totals.rehomings) re-homings, \(totals.assignments) assignments given or withdrawn, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions (\(totals.evictionsWaited) more waited for HQ to acknowledge the branch's own changes), \(totals.refusedNotHome) writes refused for write authority and reset at their branch"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches; scope: \(totals.rehomings) re-homings, \(totals.assignments) assignments given or withdrawn, \(totals.fetches) fetches, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions (\(totals.evictionsWaited) more waited for HQ to acknowledge the branch's own changes), \(totals.refusedNotHome) writes refused for write authority and reset at their branch"
         )
         // The door's paths must have run, or the simulation proves nothing about them.
         if seeds.count >= 200 && failures.isEmpty {

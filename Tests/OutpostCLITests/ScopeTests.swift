@@ -163,6 +163,38 @@ struct ScopeTests {
         #expect(try !Self.archiveHolds(bj01, "13912340004"))
     }
 
+    /// A clerk finds a customer at headquarters (masked, nothing stored), fetches it by phone
+    /// over mutual TLS, and it is at the counter with its history; offline a fetch fails clearly.
+    @Test func aClerkFetchesACustomerTheBranchDoesNotHold() throws {
+        let network = try Network(branches: ["BJ01", "SH01"])
+        defer { network.stopAll() }
+        for code in network.codes { try network.start(code) }
+        let sh01 = network.site("SH01")
+        let bj01 = network.site("BJ01")
+        let number = try #require(try sh01.object("customer", "add", "--name", "上海远方物流", "--phone", "13912340005")["number"] as? String)
+        try sh01.ok("contact", "add", "--customer", number, "--kind", "call", "--summary", "首次来电")
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+        let hq = ["--hq", network.hqAddress]
+
+        let found = try bj01.run(["customer", "search", "--remote", "远方", "--json"] + hq)
+        let masked = try found.array()
+        #expect(masked.count == 1 && masked.first?["number"] as? String == number, "\(found)")
+        #expect(masked.first?["name"] as? String == "上****流" && masked.first?["phone"] as? String == "139******05", "\(masked)")
+        #expect(try !Self.archiveHolds(bj01, "13912340005"), "a remote search stored the customer")
+
+        let fetched = try bj01.run(["customer", "fetch", "139 1234 0005", "--json"] + hq)
+        #expect(fetched.status == 0 && (try? fetched.object()["number"] as? String) == number, "\(fetched)\n\(network.logs())")
+        #expect(try bj01.array("contact", "list", "--customer", number).count == 1)
+        #expect(try network.hq.array("scope", "list", "--site", "BJ01").first?["reasons"] as? [String] == ["fetched"])
+        #expect(try network.waitConverged() == nil, "\(network.logs())")
+
+        network.daemon("HQ")!.stop()
+        let offline = try bj01.run(["customer", "fetch", number] + hq)
+        #expect(offline.status != 0 && offline.stderr.contains("cannot fetch the customer from headquarters"), "\(offline)")
+        let offlineSearch = try bj01.run(["customer", "search", "--remote", "远方"] + hq)
+        #expect(offlineSearch.status != 0 && !offlineSearch.stderr.contains("13912340005"), "\(offlineSearch)")
+    }
+
     private func bj01Notes(_ network: Network, _ number: String) throws -> String? {
         let shown = try network.site("BJ01").run("customer", "show", number, "--json")
         guard shown.status == 0 else { return nil }

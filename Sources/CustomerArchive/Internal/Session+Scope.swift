@@ -29,6 +29,14 @@ extension Session {
         try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'scope_served_days'") ?? defaultServedDays
     }
 
+    /// How long a branch keeps a customer its clerk fetched (`outpost customer fetch`) after
+    /// the last fetch, unless the archive's `scope_fetched_days` says otherwise.
+    static let defaultFetchedDays: Int64 = 7
+
+    static func fetchedDays(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'scope_fetched_days'") ?? defaultFetchedDays
+    }
+
     /// The SQL that finds a record's customer, by table; tables absent here belong to everyone.
     static let ownerSQL: [UInt8: String] = [
         Schema.contacts.id: "SELECT customer_id FROM contacts WHERE id = ?",

@@ -106,7 +106,7 @@ enum Migrations {
                     CREATE INDEX customers_home_branch ON customers(home_branch);
                     CREATE INDEX scope_served_site ON scope_served(site);
                     """)
-            try db.execute(sql: scopeReasonsView(assignments: false))
+            try db.execute(sql: scopeReasonsView(version: 1))
             for name in ["scope_served", "scope_moves", "scope_evictions"] { try guardTable(name, db) }
         }
         // Local, not replicated: write authority at headquarters (Session+Authority.swift).
@@ -142,14 +142,30 @@ enum Migrations {
                     DROP VIEW scope_reasons;
                     UPDATE meta SET value = 3 WHERE key = 'schema';
                     """)
-            try db.execute(sql: scopeReasonsView(assignments: true))
+            try db.execute(sql: scopeReasonsView(version: 2))
+        }
+        // Local, not replicated: customers a branch's clerk fetched from headquarters
+        // (`outpost customer fetch`), kept for `scope_fetched_days` after the last fetch.
+        m.registerMigration("fetched") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE scope_fetched (
+                        customer BLOB NOT NULL, site TEXT NOT NULL, fetched_at INTEGER NOT NULL,
+                        PRIMARY KEY (customer, site)) WITHOUT ROWID;
+                    CREATE INDEX scope_fetched_at ON scope_fetched(fetched_at);
+                    CREATE INDEX scope_fetched_site ON scope_fetched(site);
+                    DROP VIEW scope_reasons;
+                    """)
+            try guardTable("scope_fetched", db)
+            try db.execute(sql: scopeReasonsView(version: 3))
         }
         return m
     }
 
     /// Why headquarters counts each customer in each branch's scope, one row per reason
-    /// (Archive+Scope.swift); schema 3 adds `assigned`.
-    static func scopeReasonsView(assignments: Bool) -> String {
+    /// (Archive+Scope.swift), as each migration that changed it left it: 1 the first, 2 adds
+    /// `assigned` (schema 3), 3 adds `fetched`.
+    static func scopeReasonsView(version: Int) -> String {
         let base = """
             SELECT home_branch, id, 'homed' FROM customers WHERE home_branch IS NOT NULL
             UNION ALL SELECT site, customer, 'served' FROM scope_served
@@ -189,7 +205,11 @@ enum Migrations {
             UNION ALL SELECT a.site, c.id, 'assigned' FROM assignments a JOIN customers c ON c.region = a.region
                 WHERE a.cl % 2 = 1 AND a.site IS NOT NULL AND a.region IS NOT NULL
             """
-        return "CREATE VIEW scope_reasons(site, customer, reason) AS\n" + base + (assignments ? "\n" + assigned : "")
+        let fetched = """
+            UNION ALL SELECT site, customer, 'fetched' FROM scope_fetched
+            """
+        return "CREATE VIEW scope_reasons(site, customer, reason) AS\n" + base + (version >= 2 ? "\n" + assigned : "")
+            + (version >= 3 ? "\n" + fetched : "")
     }
 
     /// Schema 2: columns appended to customers, contacts and settings; SLA rules and monthly

@@ -66,11 +66,39 @@ public enum WireSync: Sendable {
                 type: .bidirectionalStreaming
             )
         }
+        /// Namespace for "Fetch" metadata.
+        public enum Fetch: Sendable {
+            /// Request type for "Fetch".
+            public typealias Input = WireFetchRequest
+            /// Response type for "Fetch".
+            public typealias Output = WireFetchResponse
+            /// Descriptor for "Fetch".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "outpost.sync.v1.Sync"),
+                method: "Fetch",
+                type: .unary
+            )
+        }
+        /// Namespace for "Search" metadata.
+        public enum Search: Sendable {
+            /// Request type for "Search".
+            public typealias Input = WireSearchRequest
+            /// Response type for "Search".
+            public typealias Output = WireSearchResponse
+            /// Descriptor for "Search".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "outpost.sync.v1.Sync"),
+                method: "Search",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "outpost.sync.v1.Sync" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Hello.descriptor,
             Push.descriptor,
-            Pull.descriptor
+            Pull.descriptor,
+            Fetch.descriptor,
+            Search.descriptor
         ]
     }
 }
@@ -157,6 +185,45 @@ extension WireSync {
             request: GRPCCore.StreamingServerRequest<WirePullRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WirePullBatch>
+
+        /// Handle the "Fetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. A clerk at the branch fetches a customer the branch does not hold: HQ counts
+        /// > it in the branch's scope as `fetched` (README.md §5.6) and answers with the sequence of
+        /// > the move in; the branch's pull past that sequence brings the customer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireFetchRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireFetchResponse` messages.
+        func fetch(
+            request: GRPCCore.StreamingServerRequest<WireFetchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireFetchResponse>
+
+        /// Handle the "Search" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. HQ's customer search for a branch, answered with numbers and partly hidden
+        /// > names and phones; nothing is stored at either side.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireSearchRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireSearchResponse` messages.
+        func search(
+            request: GRPCCore.StreamingServerRequest<WireSearchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireSearchResponse>
     }
 
     /// Service protocol for the "outpost.sync.v1.Sync" service.
@@ -227,6 +294,45 @@ extension WireSync {
             request: GRPCCore.StreamingServerRequest<WirePullRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WirePullBatch>
+
+        /// Handle the "Fetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. A clerk at the branch fetches a customer the branch does not hold: HQ counts
+        /// > it in the branch's scope as `fetched` (README.md §5.6) and answers with the sequence of
+        /// > the move in; the branch's pull past that sequence brings the customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireFetchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `WireFetchResponse` message.
+        func fetch(
+            request: GRPCCore.ServerRequest<WireFetchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<WireFetchResponse>
+
+        /// Handle the "Search" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. HQ's customer search for a branch, answered with numbers and partly hidden
+        /// > names and phones; nothing is stored at either side.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireSearchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `WireSearchResponse` message.
+        func search(
+            request: GRPCCore.ServerRequest<WireSearchRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<WireSearchResponse>
     }
 
     /// Simple service protocol for the "outpost.sync.v1.Sync" service.
@@ -297,6 +403,45 @@ extension WireSync {
             response: GRPCCore.RPCWriter<WirePullBatch>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "Fetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. A clerk at the branch fetches a customer the branch does not hold: HQ counts
+        /// > it in the branch's scope as `fetched` (README.md §5.6) and answers with the sequence of
+        /// > the move in; the branch's pull past that sequence brings the customer.
+        ///
+        /// - Parameters:
+        ///   - request: A `WireFetchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `WireFetchResponse` to respond with.
+        func fetch(
+            request: WireFetchRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> WireFetchResponse
+
+        /// Handle the "Search" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. HQ's customer search for a branch, answered with numbers and partly hidden
+        /// > names and phones; nothing is stored at either side.
+        ///
+        /// - Parameters:
+        ///   - request: A `WireSearchRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `WireSearchResponse` to respond with.
+        func search(
+            request: WireSearchRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> WireSearchResponse
     }
 }
 
@@ -337,6 +482,28 @@ extension WireSync.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: WireSync.Method.Fetch.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireFetchRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireFetchResponse>(),
+            handler: { request, context in
+                try await self.fetch(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: WireSync.Method.Search.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireSearchRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireSearchResponse>(),
+            handler: { request, context in
+                try await self.search(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -348,6 +515,28 @@ extension WireSync.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<WireHelloResponse> {
         let response = try await self.hello(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func fetch(
+        request: GRPCCore.StreamingServerRequest<WireFetchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireFetchResponse> {
+        let response = try await self.fetch(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func search(
+        request: GRPCCore.StreamingServerRequest<WireSearchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireSearchResponse> {
+        let response = try await self.search(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -402,6 +591,32 @@ extension WireSync.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func fetch(
+        request: GRPCCore.ServerRequest<WireFetchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<WireFetchResponse> {
+        return GRPCCore.ServerResponse<WireFetchResponse>(
+            message: try await self.fetch(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func search(
+        request: GRPCCore.ServerRequest<WireSearchRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<WireSearchResponse> {
+        return GRPCCore.ServerResponse<WireSearchResponse>(
+            message: try await self.search(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -489,6 +704,55 @@ extension WireSync {
             deserializer: some GRPCCore.MessageDeserializer<WirePullBatch>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WirePullBatch>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Fetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. A clerk at the branch fetches a customer the branch does not hold: HQ counts
+        /// > it in the branch's scope as `fetched` (README.md §5.6) and answers with the sequence of
+        /// > the move in; the branch's pull past that sequence brings the customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireFetchRequest` message.
+        ///   - serializer: A serializer for `WireFetchRequest` messages.
+        ///   - deserializer: A deserializer for `WireFetchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func fetch<Result>(
+            request: GRPCCore.ClientRequest<WireFetchRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireFetchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireFetchResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireFetchResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Search" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. HQ's customer search for a branch, answered with numbers and partly hidden
+        /// > names and phones; nothing is stored at either side.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireSearchRequest` message.
+        ///   - serializer: A serializer for `WireSearchRequest` messages.
+        ///   - deserializer: A deserializer for `WireSearchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func search<Result>(
+            request: GRPCCore.ClientRequest<WireSearchRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireSearchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireSearchResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireSearchResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -612,6 +876,77 @@ extension WireSync {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Fetch" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. A clerk at the branch fetches a customer the branch does not hold: HQ counts
+        /// > it in the branch's scope as `fetched` (README.md §5.6) and answers with the sequence of
+        /// > the move in; the branch's pull past that sequence brings the customer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireFetchRequest` message.
+        ///   - serializer: A serializer for `WireFetchRequest` messages.
+        ///   - deserializer: A deserializer for `WireFetchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func fetch<Result>(
+            request: GRPCCore.ClientRequest<WireFetchRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireFetchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireFetchResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireFetchResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: WireSync.Method.Fetch.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Search" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 3. HQ's customer search for a branch, answered with numbers and partly hidden
+        /// > names and phones; nothing is stored at either side.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireSearchRequest` message.
+        ///   - serializer: A serializer for `WireSearchRequest` messages.
+        ///   - deserializer: A deserializer for `WireSearchResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func search<Result>(
+            request: GRPCCore.ClientRequest<WireSearchRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireSearchRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireSearchResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireSearchResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: WireSync.Method.Search.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -703,6 +1038,67 @@ extension WireSync.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<WirePullRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<WirePullBatch>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Fetch" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Protocol 3. A clerk at the branch fetches a customer the branch does not hold: HQ counts
+    /// > it in the branch's scope as `fetched` (README.md §5.6) and answers with the sequence of
+    /// > the move in; the branch's pull past that sequence brings the customer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WireFetchRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fetch<Result>(
+        request: GRPCCore.ClientRequest<WireFetchRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireFetchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.fetch(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireFetchRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireFetchResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Search" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Protocol 3. HQ's customer search for a branch, answered with numbers and partly hidden
+    /// > names and phones; nothing is stored at either side.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WireSearchRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func search<Result>(
+        request: GRPCCore.ClientRequest<WireSearchRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireSearchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.search(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireSearchRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireSearchResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -810,6 +1206,75 @@ extension WireSync.ClientProtocol {
             producer: producer
         )
         return try await self.pull(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Fetch" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Protocol 3. A clerk at the branch fetches a customer the branch does not hold: HQ counts
+    /// > it in the branch's scope as `fetched` (README.md §5.6) and answers with the sequence of
+    /// > the move in; the branch's pull past that sequence brings the customer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func fetch<Result>(
+        _ message: WireFetchRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireFetchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WireFetchRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.fetch(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Search" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Protocol 3. HQ's customer search for a branch, answered with numbers and partly hidden
+    /// > names and phones; nothing is stored at either side.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func search<Result>(
+        _ message: WireSearchRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireSearchResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WireSearchRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.search(
             request: request,
             options: options,
             onResponse: handleResponse
