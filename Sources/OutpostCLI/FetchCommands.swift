@@ -77,6 +77,11 @@ extension CustomerCommand {
             } catch {
                 throw CLIError("cannot fetch the customer from headquarters (\(hq)): \(BranchClient.describe(error))")
             }
+            // The exchange above brings it, or this branch's daemon does when it pulled first.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while (try? archive.customer(fetched.customer.description)) == nil && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
             guard let record = try? archive.customer(fetched.customer.description) else {
                 throw CLIError(
                     "headquarters counts customer \(fetched.number) in this branch's scope now; it arrives with the next sync ('outpost sync --once')")

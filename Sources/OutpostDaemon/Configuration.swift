@@ -102,7 +102,8 @@ public struct DaemonConfiguration: Sendable {
         "data_dir", "sync.hq_address", "sync.listen_address", "sync.poll_interval_ms", "sync.retry_initial_ms", "sync.retry_max_ms",
         "sync.batch_max_bytes", "sync.batch_max_changes", "sync.max_clock_drift_ms", "sync.log_retention_days", "sync.handshake_timeout_ms",
         "sync.first_call_timeout_ms",
-        "sync.idle_timeout_ms", "sync.max_connections", "sync.max_connections_per_site", "sync.max_streams_per_connection", "tls.ca_file",
+        "sync.idle_timeout_ms", "sync.max_connections", "sync.max_connections_per_site", "sync.max_streams_per_connection", "sync.max_fetches_per_hour",
+        "tls.ca_file",
         "tls.certificate_file", "tls.key_file", "tls.revoked_file", "metrics.enabled", "metrics.listen_address", "log.level",
     ]
 
@@ -128,6 +129,7 @@ public struct DaemonConfiguration: Sendable {
         case "sync.max_connections": "\(limits.maximumConnections)"
         case "sync.max_connections_per_site": "\(limits.maximumConnectionsPerSite)"
         case "sync.max_streams_per_connection": "\(limits.maximumStreamsPerConnection)"
+        case "sync.max_fetches_per_hour": "\(limits.maximumFetchesPerHour)"
         case "tls.ca_file": caFile ?? "(default for the role)"
         case "tls.certificate_file": certificateFile ?? "(default for the role)"
         case "tls.key_file": keyFile ?? "(default for the role)"
@@ -184,6 +186,7 @@ public struct DaemonConfiguration: Sendable {
         case "sync.max_connections": limits.maximumConnections = Int(try integer(1...1_000_000))
         case "sync.max_connections_per_site": limits.maximumConnectionsPerSite = Int(try integer(1...10_000))
         case "sync.max_streams_per_connection": limits.maximumStreamsPerConnection = Int(try integer(3...10_000))
+        case "sync.max_fetches_per_hour": limits.maximumFetchesPerHour = Int(try integer(1...1_000_000))
         case "tls.ca_file": caFile = try string()
         case "tls.certificate_file": certificateFile = try string()
         case "tls.key_file": keyFile = try string()

@@ -263,7 +263,13 @@ public final class BranchClient: Sendable {
             guard answer.customer.count == 16 else {
                 throw SyncError(.protocolViolation, "headquarters answered a fetch with a customer key that is not 16 bytes")
             }
-            _ = try await session(sync, follow: false, pull: true, progress: nil)
+            do {
+                _ = try await session(sync, follow: false, pull: true, progress: nil)
+            } catch {
+                // This branch's daemon pulled the same batch first (a set is taken only in its
+                // place): it brings the customer instead.
+                logger.notice("the exchange after a fetch stopped; the daemon's pull brings the customer", metadata: ["error": "\(error)"])
+            }
             return (try RecordKey(bytes: answer.customer), String(answer.number.prefix(64)))
         }
     }

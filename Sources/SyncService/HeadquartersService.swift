@@ -23,6 +23,9 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     /// The caps on connections, counted by ``makeServer(address:tls:)``'s guards.
     let connections: ConnectionLimiter
     private let stopping = Atomic(false)
+    /// When each site's recent `Fetch` and `Search` calls came (the last hour's, at most
+    /// `max_fetches_per_hour` per site).
+    private let fetchTimes = Mutex<[SiteID: [ContinuousClock.Instant]]>([:])
 
     /// - Parameter connections: the connection caps; by default the configured ones, not
     ///   lowered to the descriptor limit (the daemon passes the lowered ones).
@@ -150,6 +153,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     public func fetch(request: WireFetchRequest, context: ServerContext) async throws -> WireFetchResponse {
         let site = try caller(context).site
         try checkNotStopping()
+        try checkRate(site)
         guard !request.reference.isEmpty, request.reference.utf8.count <= 64 else {
             throw RPCError(code: .invalidArgument, message: "a fetch names one customer by its number, id or phone (at most 64 bytes)")
         }
@@ -170,6 +174,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
     public func search(request: WireSearchRequest, context: ServerContext) async throws -> WireSearchResponse {
         let site = try caller(context).site
         try checkNotStopping()
+        try checkRate(site)
         guard !request.text.isEmpty, request.text.utf8.count <= 256 else {
             throw RPCError(code: .invalidArgument, message: "a search needs 1 to 256 bytes of text")
         }
@@ -186,6 +191,29 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         }
         logger.info("a branch searched headquarters", metadata: ["site": "\(site)", "found": "\(found.count)"])
         return response
+    }
+
+    /// Counts a `Fetch` or `Search` call against the site's hour (`max_fetches_per_hour`).
+    private func checkRate(_ site: SiteID) throws {
+        let now = ContinuousClock.now
+        let allowed = fetchTimes.withLock { times -> Bool in
+            var mine = times[site, default: []]
+            mine.removeAll { now - $0 > .seconds(3_600) }
+            guard mine.count < limits.maximumFetchesPerHour else {
+                times[site] = mine
+                return false
+            }
+            mine.append(now)
+            times[site] = mine
+            return true
+        }
+        guard allowed else {
+            logger.warning("refused a fetch over the hourly limit", metadata: ["site": "\(site)", "reason": "RATE_LIMITED"])
+            throw refusal(
+                .resourceExhausted, .rateLimited,
+                "\(site) made \(limits.maximumFetchesPerHour) customer fetches and remote searches in the last hour, the limit (sync.max_fetches_per_hour); try again later"
+            )
+        }
     }
 
     /// Runs an archive call for a branch's request, turning its errors into the call's status.

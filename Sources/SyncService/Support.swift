@@ -80,6 +80,7 @@ extension Reason {
         case .protocol: "PROTOCOL"
         case .invalidValue: "INVALID_VALUE"
         case .notHome: "NOT_HOME"
+        case .rateLimited: "RATE_LIMITED"
         case .UNRECOGNIZED(let n): "UNRECOGNIZED_\(n)"
         }
     }

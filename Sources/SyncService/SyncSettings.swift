@@ -37,6 +37,9 @@ public struct SyncLimits: Sendable, Equatable {
     public var maximumConnectionsPerSite = 8
     /// Calls open at once on one connection (a branch opens at most three).
     public var maximumStreamsPerConnection = 16
+    /// `Fetch` and `Search` calls one site may make in any hour: a clerk's pace, far below
+    /// what copying the national base one customer at a time with a stolen certificate needs.
+    public var maximumFetchesPerHour = 200
 
     public init() {}
 

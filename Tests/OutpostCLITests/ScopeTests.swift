@@ -166,7 +166,7 @@ struct ScopeTests {
     /// A clerk finds a customer at headquarters (masked, nothing stored), fetches it by phone
     /// over mutual TLS, and it is at the counter with its history; offline a fetch fails clearly.
     @Test func aClerkFetchesACustomerTheBranchDoesNotHold() throws {
-        let network = try Network(branches: ["BJ01", "SH01"])
+        let network = try Network(branches: ["BJ01", "SH01"], config: "[sync]\nmax_fetches_per_hour = 3\n")
         defer { network.stopAll() }
         for code in network.codes { try network.start(code) }
         let sh01 = network.site("SH01")
@@ -187,6 +187,12 @@ struct ScopeTests {
         #expect(try bj01.array("contact", "list", "--customer", number).count == 1)
         #expect(try network.hq.array("scope", "list", "--site", "BJ01").first?["reasons"] as? [String] == ["fetched"])
         #expect(try network.waitConverged() == nil, "\(network.logs())")
+
+        // A third call this hour is allowed, a fourth refused: a stolen certificate cannot copy
+        // the national base one customer at a time.
+        #expect(try bj01.run(["customer", "search", "--remote", "远方"] + hq).status == 0)
+        let limited = try bj01.run(["customer", "fetch", number] + hq)
+        #expect(limited.status != 0 && limited.stderr.contains("RATE_LIMITED"), "\(limited)")
 
         network.daemon("HQ")!.stop()
         let offline = try bj01.run(["customer", "fetch", number] + hq)

@@ -74,6 +74,10 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
   /// erasure by a branch that was not the customer's home at the change's stamp (README.md
   /// §5.6): dropped at HQ, reported in PushAck and answered in the branch's pull.
   case notHome // = 11
+
+  /// Protocol 3: more Fetch and Search calls from one site in an hour than HQ allows
+  /// (`max_fetches_per_hour`).
+  case rateLimited // = 12
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -94,6 +98,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 9: self = .protocol
     case 10: self = .invalidValue
     case 11: self = .notHome
+    case 12: self = .rateLimited
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -112,6 +117,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .protocol: return 9
     case .invalidValue: return 10
     case .notHome: return 11
+    case .rateLimited: return 12
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -130,6 +136,7 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
     .protocol,
     .invalidValue,
     .notHome,
+    .rateLimited,
   ]
 
 }
@@ -497,7 +504,7 @@ public nonisolated struct WireRefusedWrite: Sendable {
 fileprivate nonisolated let _protobuf_package = "outpost.sync.v1"
 
 nonisolated extension WireReason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_UNAUTHENTICATED\0\u{1}REASON_REVOKED\0\u{1}REASON_FORGED_ORIGIN\0\u{1}REASON_HQ_ONLY\0\u{1}REASON_CLOCK_AHEAD\0\u{1}REASON_TOO_LARGE\0\u{1}REASON_MALFORMED\0\u{1}REASON_VERSION\0\u{1}REASON_PROTOCOL\0\u{1}REASON_INVALID_VALUE\0\u{1}REASON_NOT_HOME\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_UNAUTHENTICATED\0\u{1}REASON_REVOKED\0\u{1}REASON_FORGED_ORIGIN\0\u{1}REASON_HQ_ONLY\0\u{1}REASON_CLOCK_AHEAD\0\u{1}REASON_TOO_LARGE\0\u{1}REASON_MALFORMED\0\u{1}REASON_VERSION\0\u{1}REASON_PROTOCOL\0\u{1}REASON_INVALID_VALUE\0\u{1}REASON_NOT_HOME\0\u{1}REASON_RATE_LIMITED\0")
 }
 
 nonisolated extension WireFetchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
