@@ -134,8 +134,43 @@ extension Archive {
                 try db.execute(
                     sql: "INSERT INTO meta(key, value) VALUES ('recovering_since', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     arguments: [Int64(core.environment.now())])
+                // Not yet known to be new to headquarters: a backup older than an earlier restore
+                // leads to the same epoch again (``confirmEpoch(headquartersHolds:)``).
+                try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('epoch_unconfirmed', 1)")
             }
             return epoch
+        }
+    }
+
+    /// At the first handshake with headquarters after a restore: when headquarters already
+    /// holds sequences of this site's new epoch (the backup was older than an earlier restore,
+    /// which started the same epoch and pushed in it), what this site logged since the restore
+    /// moves to the epoch after headquarters' cursor, keeping its order, so no change of it
+    /// hides below that cursor. Nothing of the epoch was pushed before (a push needs the
+    /// handshake first), so every entry from the epoch's start is this life's own.
+    /// - Returns: the new epoch when the log moved, else nil.
+    @discardableResult
+    public func confirmEpoch(headquartersHolds received: UInt64) throws -> UInt64? {
+        guard role == .branch else { return nil }
+        return try writer.write { db in
+            guard try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'epoch_unconfirmed'") != nil else { return nil }
+            try db.execute(sql: "DELETE FROM meta WHERE key = 'epoch_unconfirmed'")
+            let epoch = UInt64(max(0, try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'epoch'") ?? 0))
+            let base = epoch << Self.epochShift
+            guard received >= base, (received >> Self.epochShift) + 2 < (1 << (63 - Self.epochShift)) else { return nil }
+            let moved = (received >> Self.epochShift) + 1
+            let newBase = moved << Self.epochShift
+            // Every target lies above every sequence in the log (newBase > received >= base, and an
+            // epoch holds 2^40 of them), so no update meets an existing row.
+            try db.execute(
+                sql: "UPDATE changelog SET seq = seq - ? + ? WHERE seq >= ?", arguments: [Int64(base), Int64(newBase), Int64(base)])
+            try db.execute(
+                sql: "UPDATE state SET sequence = max(sequence, ?) - ? + ? WHERE id = 1", arguments: [Int64(base), Int64(base), Int64(newBase)])
+            try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'epoch'", arguments: [Int64(moved)])
+            logger.warning(
+                "headquarters already holds this site's new epoch (restored from a backup older than an earlier restore); changes made since the restore were renumbered",
+                metadata: ["epoch": "\(epoch)", "new_epoch": "\(moved)", "hq_received_through": "\(received)"])
+            return moved
         }
     }
 

@@ -177,6 +177,14 @@ public struct Simulation {
         }
 
         func exchangeOnce(from: Replica, to: Replica, faults: Bool, limit maximum: Int) throws {
+            // The handshake first, as the client makes it: a branch restored from a backup older
+            // than an earlier restore moves what it wrote since past HQ's cursor.
+            let branch = from === hq ? to : from
+            let holds = try hq.archive.cursor(for: branch.site).receivedThrough
+            try branch.archive.confirmEpoch(headquartersHolds: holds)
+            if holds > (try branch.archive.lastSequence()) {
+                throw Failure(seed: seed, problem: "HQ holds \(branch.site)'s log past its end after a restore: the branch client would stop")
+            }
             let cursor = try to.archive.cursor(for: from.site).receivedThrough
             let includeOwn = try from === hq && to.archive.recoveringSince() != nil
             // A branch sends HQ its own changes only, as the line does; HQ judges them at its

@@ -357,9 +357,12 @@ public final class BranchClient: Sendable {
                 metadata: ["offset_ms": "\(offset)"])
         }
         // Either side restored from an older backup shows as a cursor past a log's end.
-        // Syncing on would skip changes silently; stop loudly instead.
+        // Syncing on would skip changes silently; stop loudly instead. A branch restored with
+        // 'outpost restore' from a backup older than an earlier restore reused that restore's
+        // epoch: its changes since move past headquarters' cursor first.
         let (ownEnd, pulledThrough) = try await Blocking.run { [archive] in
-            (try archive.lastSequence(), try archive.cursor(for: archive.headquarters).receivedThrough)
+            try archive.confirmEpoch(headquartersHolds: welcome.receivedThrough)
+            return (try archive.lastSequence(), try archive.cursor(for: archive.headquarters).receivedThrough)
         }
         guard welcome.receivedThrough <= ownEnd else {
             throw SyncError(

@@ -201,3 +201,46 @@ struct ScopeMoveTests {
         #expect(try bj01.customers(limit: 10).isEmpty && bj01.keysOutsideRecords().isEmpty)
     }
 }
+
+/// Restores from backups at the archive: a branch restored twice from the same old backup
+/// must not hide what it wrote after the second restore below headquarters' cursor.
+@Suite("Restore epochs")
+struct RestoreEpochTests {
+    @Test("restored twice from one old backup, a branch's new changes move past headquarters' cursor and reach it")
+    func aSecondRestoreFromAnOldBackupLosesNothing() throws {
+        let sites = try Sites()
+        let hq = try sites.make("HQ", role: .hq)
+        var branch = try sites.make("CD01")
+        let old = try branch.addCustomer(["name": .text("成都仓储")])
+        let backup = sites.directory.file("CD01-backup.sqlite")
+        _ = try branch.backup(to: backup)
+        try ScopeMoveTests.push(branch, to: hq)
+
+        // The disk dies; restored from the backup, the branch writes in epoch 1 and pushes.
+        func restore() throws -> Archive {
+            let path = sites.directory.file("CD01-restored-\(UUID().uuidString).sqlite")
+            try FileManager.default.copyItem(atPath: backup, toPath: path)
+            let restored = try Archive.open(at: path, environment: sites.environment.environment)
+            #expect(try restored.beginEpochAfterRestore() == 1)
+            return restored
+        }
+        branch = try restore()
+        #expect(try branch.confirmEpoch(headquartersHolds: try hq.cursor(for: branch.site).receivedThrough) == nil)
+        try branch.addContact(customer: old.id.description, kind: .call, summary: "第一次恢复后")
+        try branch.addContact(customer: old.id.description, kind: .call, summary: "再一次")
+        try ScopeMoveTests.push(branch, to: hq)
+        let holds = try hq.cursor(for: branch.site).receivedThrough
+        #expect(holds >> 40 == 1)
+
+        // It dies again and comes back from the same backup: epoch 1 again. What it writes now
+        // would sit at sequences headquarters already holds, and never be pushed.
+        branch = try restore()
+        let contact = try branch.addContact(customer: old.id.description, kind: .visit, summary: "第二次恢复后")
+        #expect(try branch.lastSequence() < holds, "the collision this test is about")
+        #expect(try branch.confirmEpoch(headquartersHolds: holds) == 2)
+        #expect(try branch.lastSequence() > holds)
+        #expect(try branch.confirmEpoch(headquartersHolds: holds) == nil, "confirmed once")
+        try ScopeMoveTests.push(branch, to: hq)
+        #expect(try hq.contacts(customer: old.id.description).contains { $0.id == contact })
+    }
+}
