@@ -297,16 +297,18 @@ extension Archive {
         return try transaction { session in
             let days = try Session.servedDays(session.db)
             let cutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, days).multiplied(saturating: 86_400_000))
-            var lapsed = Set(
-                try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_served WHERE served_at <= ?", arguments: [cutoff]))
-            try session.db.execute(sql: "DELETE FROM scope_served WHERE served_at <= ?", arguments: [cutoff])
-            var removed = session.db.changesCount
-            let fetchedDays = try Session.fetchedDays(session.db)
-            let fetchCutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, fetchedDays).multiplied(saturating: 86_400_000))
-            lapsed.formUnion(
-                try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM scope_fetched WHERE fetched_at <= ?", arguments: [fetchCutoff]))
-            try session.db.execute(sql: "DELETE FROM scope_fetched WHERE fetched_at <= ?", arguments: [fetchCutoff])
-            removed += session.db.changesCount
+            var lapsed: Set<Data> = []
+            var removed = 0
+            // Each timed reason: its table, its time column, and its window in days.
+            for (table, column, days) in [
+                ("scope_served", "served_at", try Session.servedDays(session.db)),
+                ("scope_fetched", "fetched_at", try Session.fetchedDays(session.db)),
+            ] {
+                let cutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, days).multiplied(saturating: 86_400_000))
+                lapsed.formUnion(try Data.fetchAll(session.db, sql: "SELECT DISTINCT customer FROM \(table) WHERE \(column) <= ?", arguments: [cutoff]))
+                try session.db.execute(sql: "DELETE FROM \(table) WHERE \(column) <= ?", arguments: [cutoff])
+                removed += session.db.changesCount
+            }
             for customer in lapsed.sorted(by: { $0.lexicographicallyPrecedes($1) }) { try session.reconcileScope(of: RecordKey(data: customer)) }
             return removed
         }
@@ -314,25 +316,20 @@ extension Archive {
 
     /// Sets how many days a branch keeps a customer after its last change for it reached
     /// headquarters (`outpost scope window`); a shorter window applies at the next expiry.
-    public func setServedDays(_ days: Int) throws {
-        guard site == headquarters else {
-            throw ArchiveError(.refused, "scope is decided at headquarters (\(headquarters)); this site is \(site)")
-        }
-        guard (0...3_650).contains(days) else { throw ArchiveError(.invalidInput, "the served window is 0 to 3650 days") }
-        try writer.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('scope_served_days', ?)", arguments: [days])
-        }
-    }
+    public func setServedDays(_ days: Int) throws { try setWindow("served", days) }
 
     /// Sets how many days a branch keeps a customer its clerk fetched after the last fetch
     /// (`outpost scope window --fetched-days`).
-    public func setFetchedDays(_ days: Int) throws {
+    public func setFetchedDays(_ days: Int) throws { try setWindow("fetched", days) }
+
+    /// Stores a scope window (`scope_NAME_days`) at headquarters.
+    private func setWindow(_ name: String, _ days: Int) throws {
         guard site == headquarters else {
             throw ArchiveError(.refused, "scope is decided at headquarters (\(headquarters)); this site is \(site)")
         }
-        guard (0...3_650).contains(days) else { throw ArchiveError(.invalidInput, "the fetched window is 0 to 3650 days") }
+        guard (0...3_650).contains(days) else { throw ArchiveError(.invalidInput, "the \(name) window is 0 to 3650 days") }
         try writer.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('scope_fetched_days', ?)", arguments: [days])
+            try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: ["scope_\(name)_days", days])
         }
     }
 

@@ -9,23 +9,17 @@ import SyncService
 /// How a branch command reaches headquarters for one request: the configuration file and
 /// headquarters' address, as `outpost sync --once` finds them.
 struct RemoteOptions: ParsableArguments {
-    @Option(
-        name: .customLong("config"),
-        help: ArgumentHelp(
-            "The configuration file. (default: $OUTPOST_CONFIG, else \(DaemonConfiguration.defaultPath) when it exists)", valueName: "file"))
-    var config: String?
+    @OptionGroup var configFile: ConfigFileOption
 
     @Option(name: .customLong("hq"), help: ArgumentHelp("Headquarters' address, overrides sync.hq_address.", valueName: "host:port"))
     var hq: String?
 
     /// A client for headquarters with this branch's certificate, and the branch's archive.
     func client(storage: DataDirOptions, purpose: String) throws -> (BranchClient, Archive, HostPort) {
-        let explicit = config ?? ProcessInfo.processInfo.environment["OUTPOST_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
-        var configuration = try DaemonConfiguration.load(path: explicit ?? DaemonConfiguration.defaultPath, required: explicit != nil)
+        let (explicit, path) = configFile.file
+        var configuration = try DaemonConfiguration.load(path: path, required: explicit)
         if let hq { configuration.hqAddress = hq }
-        let explicitDirectory =
-            storage.dataDir != nil || ProcessInfo.processInfo.environment["OUTPOST_DATA_DIR"].map({ !$0.isEmpty }) == true
-        let directory = explicitDirectory ? storage.directory : (configuration.dataDirectory ?? storage.directory)
+        let directory = ConfigFileOption.dataDirectory(storage, configuration: configuration)
         LogLevel.set(.warning)
         let archive = try Archive.open(
             at: (directory as NSString).appendingPathComponent(Archive.fileName), maximumDrift: configuration.limits.maximumClockDriftMilliseconds)

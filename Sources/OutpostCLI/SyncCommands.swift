@@ -8,14 +8,33 @@ import SyncService
 import Synchronization
 
 /// Options shared by `serve` and `sync`: the configuration file and flags that override it.
-struct DaemonOptions: ParsableArguments {
-    @OptionGroup var storage: DataDirOptions
-
+/// `--config`: the configuration file, for every command that reads it.
+struct ConfigFileOption: ParsableArguments {
     @Option(
         name: .customLong("config"),
         help: ArgumentHelp(
             "The configuration file. (default: $OUTPOST_CONFIG, else \(DaemonConfiguration.defaultPath) when it exists)", valueName: "file"))
     var config: String?
+
+    /// The configuration file: `--config`, else `$OUTPOST_CONFIG` (both must exist), else
+    /// the default path (used when it exists).
+    var file: (explicit: Bool, path: String) {
+        let explicit = config ?? ProcessInfo.processInfo.environment["OUTPOST_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        return (explicit != nil, explicit ?? DaemonConfiguration.defaultPath)
+    }
+
+    /// --data-dir and $OUTPOST_DATA_DIR win over the file's data_dir.
+    static func dataDirectory(_ storage: DataDirOptions, configuration: DaemonConfiguration) -> String {
+        if storage.dataDir != nil || ProcessInfo.processInfo.environment["OUTPOST_DATA_DIR"].map({ !$0.isEmpty }) == true {
+            return storage.directory
+        }
+        return configuration.dataDirectory ?? storage.directory
+    }
+}
+
+struct DaemonOptions: ParsableArguments {
+    @OptionGroup var storage: DataDirOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     @Option(name: .customLong("hq"), help: ArgumentHelp("Branch: headquarters' address, overrides sync.hq_address.", valueName: "host:port"))
     var hq: String?
@@ -37,12 +56,7 @@ struct DaemonOptions: ParsableArguments {
         help: ArgumentHelp("trace, debug, info, notice, warning, error or critical; overrides log.level.", valueName: "level"))
     var logLevel: String?
 
-    /// The configuration file: `--config`, else `$OUTPOST_CONFIG` (both must exist), else
-    /// the default path (used when it exists).
-    var configurationFile: (explicit: Bool, path: String) {
-        let explicit = config ?? ProcessInfo.processInfo.environment["OUTPOST_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
-        return (explicit != nil, explicit ?? DaemonConfiguration.defaultPath)
-    }
+    var configurationFile: (explicit: Bool, path: String) { configFile.file }
 
     /// The configuration in force: defaults, the file, the environment, then these flags.
     func resolve() throws -> (DaemonConfiguration, dataDirectory: String) {
@@ -75,10 +89,7 @@ struct DaemonOptions: ParsableArguments {
 
     /// --data-dir and $OUTPOST_DATA_DIR win over the file's data_dir.
     func dataDirectory(configuration: DaemonConfiguration) -> String {
-        if storage.dataDir != nil || ProcessInfo.processInfo.environment["OUTPOST_DATA_DIR"].map({ !$0.isEmpty }) == true {
-            return storage.directory
-        }
-        return configuration.dataDirectory ?? storage.directory
+        ConfigFileOption.dataDirectory(storage, configuration: configuration)
     }
 }
 
