@@ -95,8 +95,10 @@ struct ConnectionLimitTests {
         // (a) Branches keep syncing within seconds.
         #expect(firstSyncAfter < .seconds(6))
         #expect(syncs.count >= 8 && syncs.allSatisfy { $0 < .seconds(3) }, "\(syncs)")
-        // (b) HQ does not spin: under 5% of one core.
-        #expect(cpu < 1.5, "HQ used \(cpu) s of CPU in 30 s")
+        // (b) HQ does not spin: under 10% of one core (it measures 3-5% here; the spinning
+        // accept loop this guards against took 9.26 s in 10 s). CI runs other real-process
+        // tests beside this one, which makes the same work cost HQ more CPU time.
+        #expect(cpu < 3.0, "HQ used \(cpu) s of CPU in 30 s")
         // (c) Every stalled socket was closed, over the limit at accept, else at the deadline,
         // and sent nothing. HQ stayed below its descriptor limit.
         #expect(burst.count >= 380 && report.connectFailures < 20, "\(report.connectFailures) connects failed")
@@ -119,8 +121,9 @@ struct ConnectionLimitTests {
     /// refusals; a foreign certificate, a site over its share and a connection without a call
     /// are.
     @Test func onlyWhatHeadquartersRefusedIsCounted() async throws {
-        // A first-call deadline of 4 s leaves the real SH01 time to try while its share is taken.
-        let network = try Network(branches: ["GZ01", "SH01"], config: Self.config(firstCallMilliseconds: 4000))
+        // A first-call deadline of 8 s leaves the real SH01 time to try while its share is taken
+        // (starting a process can take seconds while CI runs other process tests beside this).
+        let network = try Network(branches: ["GZ01", "SH01"], config: Self.config(firstCallMilliseconds: 8000))
         defer { network.stopAll() }
         let hq = try network.start("HQ")
         let metricsPort = try #require(OperationsTests.metricsPort(hq), "\(hq.log.suffix(1000))")
@@ -163,20 +166,20 @@ struct ConnectionLimitTests {
         #expect(hq.log.split(separator: "\n").contains { $0.contains("refused a TLS connection") && $0.contains("site=SH01") }, "\(hq.log.suffix(2000))")
 
         // Five connections with SH01's certificate that never make a call, over its share of
-        // three: two are closed right after the handshake, three at the first-call deadline (4 s).
+        // three: two are closed right after the handshake, three at the first-call deadline (8 s).
         // While the three hold SH01's share, the real SH01 cannot connect either.
         let tls = branch.dataDir + "/tls"
         let silent = try (0..<5).map { _ in
             try SilentTLSClient(port: network.port, ca: tls + "/ca.pem", certificate: tls + "/SH01.pem", key: tls + "/SH01-key.pem")
         }
-        let heldUntil = ContinuousClock.now + .seconds(8)
+        let heldUntil = ContinuousClock.now + .seconds(14)
         while silent.filter({ $0.exited != nil }).count < 2, ContinuousClock.now < heldUntil { try await Task.sleep(for: .milliseconds(10)) }
         let locked = try branch.run("sync", "--once", "--hq", network.hqAddress)
         while silent.contains(where: { $0.exited == nil }), ContinuousClock.now < heldUntil { try await Task.sleep(for: .milliseconds(10)) }
         let lifetimes = silent.compactMap(\.lifetime).sorted()
         print("five silent TLS connections of SH01 (share of 3) closed after \(lifetimes); SH01 meanwhile: \(locked.stderr)")
         #expect(lifetimes.count == 5, "\(lifetimes)")
-        #expect(lifetimes.prefix(2).allSatisfy { $0 < .seconds(1) } && lifetimes.suffix(3).allSatisfy { $0 >= .milliseconds(3900) }, "\(lifetimes)")
+        #expect(lifetimes.prefix(2).allSatisfy { $0 < .seconds(1) } && lifetimes.suffix(3).allSatisfy { $0 >= .milliseconds(7900) }, "\(lifetimes)")
         #expect(locked.status == 1, "SH01 got in while its share was taken: \(locked)")
         let afterSilent = try OperationsTests.waitMetrics(port: metricsPort) { refusals("FIRST_CALL_TIMEOUT", $0) >= 3 }
         // Two silent clients and the real SH01's attempt.
