@@ -211,11 +211,16 @@ struct ConnectionLimitTests {
                 $0.trustRoots = .certificates([.bytes(ca, format: .pem)])
             })
         let (said, idle) = try await withGRPCClient(transport: transport) { client in
+            // Wait for the connection: failing fast, the call can lose the race with a
+            // handshake that a loaded machine makes slow ("subchannel isn't ready").
+            var options = CallOptions.defaults
+            options.waitForReady = true
+            options.timeout = .seconds(20)
             _ = try await WireSync.Client(wrapping: client).hello(
                 WireHelloRequest.with {
                     $0.protocolVersion = 1
                     $0.schemaVersion = 1
-                })
+                }, options: options)
             let said = try await Self.scrape(port: metricsPort) { _ in true }
             let accepted = said["outpost_connections_total"] ?? 0
             let idle = try await Self.scrape(port: metricsPort) {
