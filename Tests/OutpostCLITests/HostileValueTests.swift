@@ -29,6 +29,7 @@ struct HostileValueTests {
             ["report", "value"], ["report", "value", "--json"], ["report", "complaints"], ["report", "complaints", "--json"], ["report", "claims"],
             ["report", "claims", "--csv"], ["export", "customers", "--csv"], ["export", "customers", "--jsonl"], ["dump", "--canonical"], ["status"],
             ["status", "--json"], ["conflicts", "list"], ["changes", "quarantine"], ["settings", "value"], ["settings", "sla"],
+            ["scope", "list"], ["scope", "list", "--json"], ["scope", "assignments"], ["scope", "assignments", "--json"], ["changes", "refused"],
         ]
         if role == "hq" { commands += [["duplicates"], ["duplicates", "--json"], ["report", "abc", "--branch", "SH01"]] }
         for key in keys[Schema.customers.id] ?? [] {
