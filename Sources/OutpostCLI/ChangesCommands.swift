@@ -36,7 +36,7 @@ struct ChangesCommand: ParsableCommand {
               (at HQ)    outpost changes export --for SH01 --out /media/usb/HQ.opcs
               (at SH01)  outpost changes apply /media/usb/HQ.opcs
             """,
-        subcommands: [Export.self, Apply.self, Quarantine.self, Release.self, Refused.self])
+        subcommands: [Export.self, Apply.self, Compact.self, Quarantine.self, Release.self, Refused.self])
 
     // MARK: export
 
@@ -251,6 +251,53 @@ struct ChangesCommand: ParsableCommand {
     }
 
     // MARK: refused
+
+    struct Compact: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drop from this site's change log what no peer can ask for again.",
+            discussion: """
+                The daemon does this hourly; the command does it now and says what went.
+
+                At headquarters: every field write a later write of the same field supersedes, \
+                every existence change a greater one supersedes, and every scope move a later \
+                move of the same customer at the same branch supersedes. A branch resuming from \
+                any cursor, however long it was offline, still ends where the full log would \
+                have brought it (protocols/README.md §4.4), so there is no retention horizon: the \
+                log stays about the size of the live data. Erasures and append-only rows stay.
+
+                At a branch: its own changes headquarters acknowledged and older than \
+                --retention-days (a headquarters restored from a backup may ask for those again). \
+                What headquarters has not acknowledged is never dropped.
+
+                Examples:
+                  outpost changes compact
+                  outpost changes compact --retention-days 0
+                """)
+
+        @Option(help: ArgumentHelp("At a branch: keep acknowledged changes this many days (default 30, as sync.log_retention_days).", valueName: "days"))
+        var retentionDays: Int = 30
+
+        @OptionGroup var storage: DataDirOptions
+
+        func run() throws {
+            guard (0...3_650).contains(retentionDays) else { throw CLIError("--retention-days is 0 to 3650") }
+            let archive = try storage.openArchive()
+            let before = try archive.counts()["changelog"] ?? 0
+            var fields: [(String, String)] = []
+            if archive.site == archive.headquarters {
+                let done = try archive.compactHeadquartersLog()
+                fields = [
+                    ("writes dropped", String(done.writesDropped)), ("changes dropped", String(done.changesDropped)),
+                    ("moves dropped", String(done.movesDropped)),
+                ]
+            } else {
+                let dropped = try archive.compactLog(retentionMilliseconds: UInt64(retentionDays) * 86_400_000)
+                fields = [("changes dropped", String(dropped))]
+            }
+            let after = try archive.counts()["changelog"] ?? 0
+            Output.fields(fields + [("log entries", "\(before) → \(after)")])
+        }
+    }
 
     struct Refused: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -216,7 +216,8 @@ public struct Daemon: Sendable {
     /// At start and hourly: a branch drops from its log what headquarters acknowledged beyond
     /// the retention window (``Archive/compactLog(retentionMilliseconds:)``); headquarters
     /// retires lapsed scope reasons (``Archive/expireScope()``), and the moves out that follow
-    /// wake the branches' streams.
+    /// wake the branches' streams, then drops the superseded writes from its log
+    /// (``Archive/compactHeadquartersLog(chunk:)``).
     private func housekeepingService(retentionDays: Int, watch: LogWatch) -> any Service {
         let (archive, logger, health) = (self.archive, self.logger, self.health)
         return ClosureService {
@@ -229,6 +230,15 @@ public struct Daemon: Sendable {
                                 if lapsed > 0 {
                                     watch.advance(to: try await Blocking.run { try archive.lastSequence() })
                                     logger.info("retired lapsed scope reasons", metadata: ["reasons": "\(lapsed)"])
+                                }
+                                let compacted = try await Blocking.run { try archive.compactHeadquartersLog() }
+                                if compacted.writesDropped + compacted.movesDropped > 0 {
+                                    logger.info(
+                                        "compacted the change log",
+                                        metadata: [
+                                            "writes_dropped": "\(compacted.writesDropped)", "changes_dropped": "\(compacted.changesDropped)",
+                                            "moves_dropped": "\(compacted.movesDropped)",
+                                        ])
                                 }
                             } else {
                                 let dropped = try await Blocking.run {
