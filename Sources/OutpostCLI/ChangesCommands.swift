@@ -262,7 +262,7 @@ struct ChangesCommand: ParsableCommand {
                 every existence change a greater one supersedes, and every scope move a later \
                 move of the same customer at the same branch supersedes. A branch resuming from \
                 any cursor, however long it was offline, still ends where the full log would \
-                have brought it (protocols/README.md §4.4), so there is no retention horizon: the \
+                have brought it (protocols/README.md §4.1), so there is no retention horizon: the \
                 log stays about the size of the live data. Erasures and append-only rows stay.
 
                 At a branch: its own changes headquarters acknowledged and older than \
