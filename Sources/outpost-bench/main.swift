@@ -3,6 +3,7 @@
 //
 //   swift run -c release outpost-bench [--customers N] [--local N]
 //   swift run -c release outpost-bench --search 1000000      (import and search at scale)
+//   swift run -c release outpost-bench --log-growth 100000   (HQ's log after overwrites, compacted)
 import CustomerArchive
 import Foundation
 import GRDB
@@ -13,6 +14,7 @@ struct Options {
     var customers = 83_334  // × 12 fields ≈ 1,000,000 field changes
     var local = 3_000
     var search: Int?
+    var logGrowth: Int?
     init() {
         var args = CommandLine.arguments.dropFirst().makeIterator()
         while let a = args.next() {
@@ -20,8 +22,9 @@ struct Options {
             case "--customers": customers = Int(args.next() ?? "") ?? customers
             case "--local": local = Int(args.next() ?? "") ?? local
             case "--search": search = Int(args.next() ?? "")
+            case "--log-growth": logGrowth = Int(args.next() ?? "")
             default:
-                print("usage: outpost-bench [--customers N] [--local N] | --search N")
+                print("usage: outpost-bench [--customers N] [--local N] | --search N | --log-growth N")
                 exit(2)
             }
         }
@@ -31,6 +34,10 @@ struct Options {
 var options = Options()
 if let n = options.search {
     try searchBenchmark(customers: n)
+    exit(0)
+}
+if let n = options.logGrowth {
+    try logGrowthBenchmark(customers: n)
     exit(0)
 }
 // Local writes reuse the generated rows.
