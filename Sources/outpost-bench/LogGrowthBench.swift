@@ -68,7 +68,8 @@ func logGrowthBenchmark(customers: Int) throws {
                 }
             }
             overwrites += changes.count
-            try hq.apply(ChangeSet(producer: sh01, schemaVersion: 1, after: through, through: through + UInt64(changes.count), changes: changes), options: options)
+            try hq.apply(
+                ChangeSet(producer: sh01, schemaVersion: 1, after: through, through: through + UInt64(changes.count), changes: changes), options: options)
             through += UInt64(changes.count)
         }
         let grown = try logBytes(path)
