@@ -272,6 +272,17 @@ extension Archive {
     public func apply(
         _ set: ChangeSet, moves: ScopeMoves = ScopeMoves(), options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
+        try apply(set, moves: moves, options: options, progress: progress, judgeRules: true, lastly: nil)
+    }
+
+    /// ``apply(_:moves:options:progress:)``, with `lastly` run in the last transaction after the
+    /// changes merged (a snapshot part checks its digest there), and the rules every site
+    /// judges left out when `judgeRules` is false (headquarters' state in a snapshot, which its
+    /// door judged when it was written).
+    func apply(
+        _ set: ChangeSet, moves: ScopeMoves, options: ApplyOptions, progress: ((Int, Int) -> Void)?, judgeRules: Bool,
+        lastly: ((inout Session) throws -> Void)?
+    ) throws -> ApplyReport {
         try validate(set)
         // Moves are net per customer over the set's range: a set carrying them is taken only in
         // its place, like any scoped set.
@@ -313,7 +324,7 @@ extension Archive {
                 var accepted: [Change] = []
                 accepted.reserveCapacity(batch.count)
                 for change in batch {
-                    if let reason = Self.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: threshold) {
+                    if judgeRules, let reason = Self.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: threshold) {
                         session.refuse(change, .hqOnly, reason, logger: logger)
                         if atDoor { try session.recordRefusal(change, .hqOnly, reason) }
                         continue
@@ -360,6 +371,7 @@ extension Archive {
                     i = j
                 }
                 if resetting { try session.replayUnacknowledged(replay) }
+                if isLast, let lastly { try lastly(&session) }
                 if isLast && inPlace && core.site != core.headquarters { try applyMoves(moves, &session) }
                 if isLast && options.advanceCursor {
                     session.report.cursorAdvanced = try advanceReceiveCursor(session.db, set: set)

@@ -242,7 +242,9 @@ extension Archive {
     /// value's own stamp: what a branch the customer moves into needs instead of its history.
     func currentState(ofCustomer customer: RecordKey, _ session: Session) throws -> [Change] {
         var out: [Change] = []
-        for (table, keys) in try session.holding(of: customer) {
+        for (table, unordered) in try session.holding(of: customer) {
+            // In key order: a snapshot's checksum needs the same changes at both ends.
+            let keys = unordered.sorted { $0.lexicographicallyPrecedes($1) }
             switch table.kind {
             case .registers:
                 for key in keys {

@@ -23,7 +23,7 @@ extension Session {
     @discardableResult
     mutating func create(_ table: TableSchema, key: RecordKey? = nil, _ fields: [String: Value]) throws -> RecordKey {
         let record = key ?? core.newKey()
-        let stamp = nextStamp()
+        let stamp = try nextStamp()
         let writes = try values(table, fields).map { FieldWrite(column: $0.0, value: $0.1) }
         // The fields change alone creates the record (a field write implies causal length 1).
         try merge(Change(table: table.id, key: record, stamp: stamp, body: .fields(writes)), knownAbsent: key == nil)
@@ -41,7 +41,7 @@ extension Session {
             return FieldWrite(column: column, value: value, base: current?.stamp)
         }
         guard !writes.isEmpty else { return }
-        try merge(Change(table: table.id, key: key, stamp: nextStamp(), body: .fields(writes)))
+        try merge(Change(table: table.id, key: key, stamp: try nextStamp(), body: .fields(writes)))
     }
 
     /// Deletes or re-creates a register record by moving its causal length to the next
@@ -49,7 +49,7 @@ extension Session {
     mutating func setAlive(_ table: TableSchema, _ key: RecordKey, _ alive: Bool) throws {
         guard let state = try load(table, key) else { throw ArchiveError(.notFound, "no \(table.name) record \(key)") }
         guard state.isAlive != alive else { return }
-        try merge(Change(table: table.id, key: key, stamp: nextStamp(), body: .existence(causalLength: state.causalLength + 1)))
+        try merge(Change(table: table.id, key: key, stamp: try nextStamp(), body: .existence(causalLength: state.causalLength + 1)))
     }
 
     /// Appends an immutable row to a grow-only collection.
@@ -57,7 +57,7 @@ extension Session {
     mutating func append(_ table: TableSchema, _ fields: [String: Value]) throws -> RecordKey {
         let key = core.newKey()
         let body = Change.Body.append(try values(table, fields).filter { !$0.1.isNull }.map { ColumnValue(column: $0.0, value: $0.1) })
-        let change = Change(table: table.id, key: key, stamp: nextStamp(), body: body)
+        let change = Change(table: table.id, key: key, stamp: try nextStamp(), body: body)
         if let reason = Archive.ruleViolation(change, headquarters: core.headquarters, approvalThreshold: try approvalThresholdHere()) {
             throw ArchiveError(.refused, reason)
         }
@@ -67,7 +67,7 @@ extension Session {
 
     /// Erases a customer: a permanent tombstone.
     mutating func erase(customer key: RecordKey) throws {
-        try merge(Change(table: Schema.customers.id, key: key, stamp: nextStamp(), body: .erase))
+        try merge(Change(table: Schema.customers.id, key: key, stamp: try nextStamp(), body: .erase))
     }
 
     /// Writes a settings field (headquarters only).
@@ -80,7 +80,7 @@ extension Session {
         let current = try load(t, Schema.settingsKey)?.registers[column]
         guard current?.value != value else { return }
         let write = FieldWrite(column: column, value: value, base: current?.stamp)
-        try merge(Change(table: t.id, key: Schema.settingsKey, stamp: nextStamp(), body: .fields([write])))
+        try merge(Change(table: t.id, key: Schema.settingsKey, stamp: try nextStamp(), body: .fields([write])))
     }
 
     func approvalThresholdHere() throws -> Int64 {

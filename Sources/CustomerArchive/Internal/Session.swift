@@ -148,8 +148,17 @@ struct Session {
     }
 
     /// A fresh stamp for a local change.
-    mutating func nextStamp() -> Stamp {
-        Stamp(time: clock.tick(wallMilliseconds: core.environment.now()), site: core.site)
+    ///
+    /// Refused at a branch while it bootstraps from a snapshot: it compares what it stored
+    /// with headquarters' checksum of each part, so nothing but headquarters' state may be in it.
+    mutating func nextStamp() throws -> Stamp {
+        if core.role == .branch, let progress = try Archive.snapshotProgress(db) {
+            throw ArchiveError(
+                .invalidState,
+                "this branch is still receiving its customers from headquarters (\(progress.sent) of \(progress.total) so far); records can be written once that is done: 'outpost status' shows how far it is"
+            )
+        }
+        return Stamp(time: clock.tick(wallMilliseconds: core.environment.now()), site: core.site)
     }
 
     // MARK: Rows
