@@ -137,6 +137,9 @@ extension Archive {
                 // Not yet known to be new to headquarters: a backup older than an earlier restore
                 // leads to the same epoch again (``confirmEpoch(headquartersHolds:)``).
                 try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES ('epoch_unconfirmed', 1)")
+                // A backup taken during a bootstrap: recovery pulls headquarters' log from the
+                // backup's cursor instead, which covers what the snapshot had not sent yet.
+                try db.execute(sql: "DELETE FROM meta WHERE key IN ('snapshot_cut', 'snapshot_after', 'snapshot_sent', 'snapshot_total')")
             }
             return epoch
         }

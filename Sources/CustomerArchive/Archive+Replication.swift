@@ -272,16 +272,17 @@ extension Archive {
     public func apply(
         _ set: ChangeSet, moves: ScopeMoves = ScopeMoves(), options: ApplyOptions = ApplyOptions(), progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
-        try apply(set, moves: moves, options: options, progress: progress, judgeRules: true, lastly: nil)
+        try apply(set, moves: moves, options: options, progress: progress, judgeRules: true, firstly: nil, lastly: nil)
     }
 
-    /// ``apply(_:moves:options:progress:)``, with `lastly` run in the last transaction after the
-    /// changes merged (a snapshot part checks its digest there), and the rules every site
-    /// judges left out when `judgeRules` is false (headquarters' state in a snapshot, which its
-    /// door judged when it was written).
+    /// ``apply(_:moves:options:progress:)``, with `firstly` run in the first transaction before
+    /// anything merges and `lastly` in the last one after the changes merged (a snapshot part
+    /// resets its customers first and checks its digest last), and the rules every site judges
+    /// left out when `judgeRules` is false (headquarters' state in a snapshot, which its door
+    /// judged when it was written).
     func apply(
         _ set: ChangeSet, moves: ScopeMoves, options: ApplyOptions, progress: ((Int, Int) -> Void)?, judgeRules: Bool,
-        lastly: ((inout Session) throws -> Void)?
+        firstly: ((inout Session) throws -> Void)?, lastly: ((inout Session) throws -> Void)?
     ) throws -> ApplyReport {
         try validate(set)
         // Moves are net per customer over the set's range: a set carrying them is taken only in
@@ -319,6 +320,7 @@ extension Archive {
                     session.ownChangesFromHeadquarters =
                         try Int64.fetchOne(session.db, sql: "SELECT value FROM meta WHERE key = 'recovering_since'") == nil
                 }
+                if start == 0, let firstly { try firstly(&session) }
                 let replay = resetting ? try session.resetRefused(moves.refused, leaving: Set(moves.evicted)) : []
                 let threshold = try approvalThreshold(session.db)
                 var accepted: [Change] = []

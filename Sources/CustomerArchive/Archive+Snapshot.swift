@@ -143,8 +143,9 @@ extension Archive {
     public func needsSnapshot() throws -> Bool {
         guard site != headquarters else { return false }
         return try read { db in
+            guard try Self.meta(db, "recovering_since") == nil else { return false }
             if try Self.meta(db, "snapshot_cut") != nil { return true }
-            guard try Self.meta(db, "recovering_since") == nil, try Self.meta(db, "snapshot_done") == nil else { return false }
+            guard try Self.meta(db, "snapshot_done") == nil else { return false }
             let cursor = try Int64.fetchOne(db, sql: "SELECT received_through FROM cursors WHERE peer = ?", arguments: [headquarters.code]) ?? 0
             return cursor == 0
         }
@@ -187,9 +188,22 @@ extension Archive {
             throw ArchiveError(.forgedOrigin, "a snapshot comes from headquarters (\(headquarters)), not from \(part.set.producer)")
         }
         var progress = SnapshotProgress(cut: part.cut, after: nil, sent: part.sent, total: part.total)
+        /// The records of the part's customers this branch held before (its own, from before
+        /// its first contact): reset to headquarters' state, then what it wrote that
+        /// headquarters has not acknowledged is merged again on top, once the digest matched.
+        var removed: [Data] = []
         try apply(
             part.set, moves: ScopeMoves(), options: ApplyOptions(checkDrift: false, batchSize: .max, advanceCursor: false), progress: nil,
-            judgeRules: false
+            judgeRules: false,
+            firstly: { session in
+                for customer in part.customers {
+                    for (table, keys) in try session.holding(of: customer) where !keys.isEmpty {
+                        let delete = try session.db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?")
+                        for key in keys { try delete.execute(arguments: [key]) }
+                        removed += keys
+                    }
+                }
+            }
         ) { [self] session in
             let db = session.db
             let resume = try Data.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'snapshot_after'").map(RecordKey.init(data:))
@@ -211,6 +225,18 @@ extension Archive {
                     "the snapshot part after \(part.after?.description ?? "the start") does not match its checksum once stored (\(part.customers.count) customers); nothing of it was kept"
                 )
             }
+            // What this branch holds in the part's range of keys that the part does not name
+            // (its own customers from before its first contact) left its scope before the cut
+            // when headquarters has all the branch wrote about it (re-homed since): evicted.
+            // One with changes headquarters has not acknowledged stays: once they arrive,
+            // headquarters counts it as served (or born here) and its moves say the rest.
+            // Parts cover the key space in order, the last one to its end.
+            let named = Set(part.customers)
+            let held = try Data.fetchAll(
+                db, sql: "SELECT id FROM customers WHERE id > ? AND (? OR id <= ?) ORDER BY id",
+                arguments: [part.after?.data ?? Data(), part.done, part.customers.last?.data ?? Data()])
+            for key in held.map(RecordKey.init(data:)) where !named.contains(key) { try session.evict(key, waiting: false) }
+            try session.replayUnacknowledged(removed)
             let cut = started ?? Int64(bitPattern: part.cut)
             progress.cut = UInt64(bitPattern: cut)
             progress.after = part.customers.last?.description ?? resume?.description

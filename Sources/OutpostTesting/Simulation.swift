@@ -43,6 +43,9 @@ public struct Simulation {
         public var setAside = 0
         /// Changes branches dropped from their logs once HQ had acknowledged them.
         public var compactedChanges = 0
+        /// Snapshot parts branches applied at their first contact, and parts lost on the line.
+        public var snapshotParts = 0
+        public var snapshotPartsLost = 0
         /// Superseded writes and scope moves HQ dropped from its log (no retention horizon).
         public var hqCompactedWrites = 0
         public var hqCompactedMoves = 0
@@ -60,7 +63,9 @@ public struct Simulation {
     public var steps: Int
     public var branches: [String]
 
-    public init(seed: UInt64, steps: Int = 60, branches: [String] = ["BJ01", "SH01", "GZ01", "CD01"]) {
+    /// The last branch joins late: until a random step it is a site HQ may home and assign
+    /// customers to but that has no machine yet; then it bootstraps from a snapshot.
+    public init(seed: UInt64, steps: Int = 60, branches: [String] = ["BJ01", "SH01", "GZ01", "CD01", "WH01"]) {
         self.seed = seed
         self.steps = steps
         self.branches = branches
@@ -188,6 +193,23 @@ public struct Simulation {
             if holds > (try branch.archive.lastSequence()) {
                 throw Failure(seed: seed, problem: "HQ holds \(branch.site)'s log past its end after a restore: the branch client would stop")
             }
+            // A new branch first bootstraps from a snapshot of its scope, part by part, the
+            // line breaking between parts now and then; then it follows the log from the cut.
+            if from === hq, try to.archive.needsSnapshot() {
+                while try to.archive.needsSnapshot() {
+                    let part = try hq.archive.snapshot(
+                        for: to.site, after: try to.archive.snapshotResumePoint(), maxChanges: faults ? Int(1 + rng.next() % 20) : 5_000)
+                    if faults && chance(15) {
+                        summary.snapshotPartsLost += 1
+                        return
+                    }
+                    // A part that does not match its checksum once stored is a bug: what the
+                    // branch wrote before its first contact is reset and merged again on top.
+                    try to.archive.applySnapshot(part)
+                    summary.snapshotParts += 1
+                    if faults && chance(25) { return }
+                }
+            }
             let cursor = try to.archive.cursor(for: from.site).receivedThrough
             let includeOwn = try from === hq && to.archive.recoveringSince() != nil
             // A branch sends HQ its own changes only, as the line does; HQ judges them at its
@@ -299,9 +321,14 @@ public struct Simulation {
         // Half the runs keep what a branch served only until HQ next retires lapsed reasons,
         // so customers leave branches' scopes (and come back) often.
         if chance(50) { try hq.archive.setServedDays(0) }
-        for _ in 0..<steps {
+        let late = replicas.last!
+        let joinAt = Int(rng.next() % UInt64(max(1, steps)))
+        for step in 0..<steps {
             summary.operations += 1
-            let r = pick(replicas)!
+            // Sites with a machine: the late branch has none before its step.
+            let sites = step >= joinAt ? replicas : Array(replicas.dropLast())
+            let active = Array(sites.dropFirst())
+            let r = pick(sites)!
             r.environment.advance(milliseconds: 1 + rng.next() % 2_000)
             let roll = rng.next() % 100
             do {
@@ -442,10 +469,10 @@ public struct Simulation {
                     try r.archive.returnVisit(complaint: k.description, satisfaction: Int(1 + rng.next() % 5))
                 case 85..<87:
                     // A branch's nightly backup, or (later) its restore from the last one.
-                    let b = pick(Array(replicas.dropFirst()))!
+                    let b = pick(active)!
                     if let backup = b.backup, chance(40) { try restore(b, from: backup) } else { try backUp(b) }
                 default:
-                    let b = pick(Array(replicas.dropFirst()))!
+                    let b = pick(active)!
                     if chance(4) {
                         // A hostile or broken write in the branch's log (a newer schema's column,
                         // or a value outside its domain): HQ's door must refuse it, and the
@@ -491,7 +518,7 @@ public struct Simulation {
                         summary.hqCompactedMoves += done.movesDropped
                     }
                     if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
-                    if chance(10), let other = pick(Array(replicas.dropFirst())), other !== b {
+                    if chance(10), let other = pick(active), other !== b {
                         // A change-set file carried by hand between two branches: the door
                         // refuses it (a branch takes headquarters' sets only) and nothing changes.
                         let file = try b.archive.exportChanges(excluding: other.site)

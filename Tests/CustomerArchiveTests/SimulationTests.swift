@@ -2,7 +2,7 @@ import Foundation
 import OutpostTesting
 import Testing
 
-/// The proof that every site converges: many seeded runs of 1 HQ + 4 branches with concurrent
+/// The proof that every site converges: many seeded runs of 1 HQ + 5 branches (one joining late) with concurrent
 /// edits, deletes, erasures, workflow steps, payments, monthly figures, merges, rule changes at
 /// HQ and faulty exchanges; derived reports and search must agree too.
 ///
@@ -46,6 +46,8 @@ struct SimulationTests {
                 totals.compactedChanges += s.compactedChanges
                 totals.hqCompactedWrites += s.hqCompactedWrites
                 totals.hqCompactedMoves += s.hqCompactedMoves
+                totals.snapshotParts += s.snapshotParts
+                totals.snapshotPartsLost += s.snapshotPartsLost
                 totals.rehomings += s.rehomings
                 totals.lapsedReasons += s.lapsedReasons
                 totals.evictions += s.evictions
@@ -56,12 +58,13 @@ struct SimulationTests {
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches, \(totals.hqCompactedWrites) superseded writes and \(totals.hqCompactedMoves) moves compacted away at HQ; scope: \(totals.rehomings) re-homings, \(totals.assignments) assignments given or withdrawn, \(totals.fetches) fetches, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions (\(totals.evictionsWaited) more waited for HQ to acknowledge the branch's own changes), \(totals.refusedNotHome) writes refused for write authority and reset at their branch"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches, \(totals.hqCompactedWrites) superseded writes and \(totals.hqCompactedMoves) moves compacted away at HQ, \(totals.snapshotParts) snapshot parts applied at first contact (\(totals.snapshotPartsLost) lost on the line); scope: \(totals.rehomings) re-homings, \(totals.assignments) assignments given or withdrawn, \(totals.fetches) fetches, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions (\(totals.evictionsWaited) more waited for HQ to acknowledge the branch's own changes), \(totals.refusedNotHome) writes refused for write authority and reset at their branch"
         )
         // The door's paths must have run, or the simulation proves nothing about them.
         if seeds.count >= 200 && failures.isEmpty {
             #expect(totals.refusedAtDoor > 0 && totals.setAside > 0, "no hostile write reached HQ's door")
             #expect(totals.rehomings > 0 && totals.evictions > 0, "no customer moved out of a branch's scope")
+            #expect(totals.snapshotParts > 0 && totals.snapshotPartsLost > 0, "no branch bootstrapped from a snapshot across a broken line")
             #expect(totals.hqCompactedWrites > 0 && totals.hqCompactedMoves > 0, "HQ never compacted anything away, so no branch resumed across it")
             #expect(totals.refusedNotHome > 0, "no branch wrote a customer HQ had re-homed away, so no refusal was answered in a stream")
         }

@@ -103,25 +103,32 @@ struct SnapshotTests {
         #expect(try wh01.canonicalDump() == hq.canonicalDump(scope: wh01.site))
     }
 
-    @Test("a branch that wrote before its first contact matches once HQ has its writes, and not before")
+    @Test("a branch that wrote before its first contact keeps what HQ has not seen, on top of HQ's state")
     func ownWritesFirst() throws {
         let sites = try Sites()
         let hq = try sites.make("HQ", role: .hq)
         let wh02 = try sites.make("WH02")
         let own = try wh02.addCustomer(["name": .text("开业第一位客户"), "phone": .text("13900000001")])
+        let gone = try wh02.addCustomer(["name": .text("转走的客户")])
         try ScopeMoveTests.push(wh02, to: hq)
-        // An edit HQ has not seen: the part holding the customer does not match what the
-        // branch stores, and nothing of the part is kept.
+        // HQ moves one away and edits the other; the branch edits it too, not pushed yet.
+        try hq.setServedDays(0)
+        _ = try hq.updateCustomer(gone.id.description, ["home_branch": .text("SH01")])
+        try hq.expireScope()
+        _ = try hq.updateCustomer(own.id.description, ["region": .text("武汉")])
         _ = try wh02.updateCustomer(own.id.description, ["notes": .text("未推送")])
         #expect(try wh02.needsSnapshot())
         let part = try hq.snapshot(for: wh02.site, after: nil)
-        #expect(part.customers == [own.id])
-        #expect(throws: ArchiveError.self) { try wh02.applySnapshot(part) }
-        #expect(try wh02.needsSnapshot() && wh02.snapshotProgress() == nil)
-        // Pushed first, as the client does: it matches.
+        #expect(part.customers == [own.id] && part.done)
+        // Reset to HQ's state (the digest matches it), then its own edit on top; the
+        // customer moved away is evicted.
+        try wh02.applySnapshot(part)
+        #expect(try wh02.customer(own.id.description)["region"] == .text("武汉"))
+        #expect(try wh02.customer(own.id.description)["notes"] == .text("未推送"))
+        #expect(throws: ArchiveError.self) { try wh02.customer(gone.id.description) }
         try ScopeMoveTests.push(wh02, to: hq)
-        try Self.bootstrap(wh02, from: hq, maxChanges: 100)
         try ScopeMoveTests.pull(hq, to: wh02)
+        #expect(try hq.customer(own.id.description)["notes"] == .text("未推送"))
         #expect(try wh02.canonicalDump() == hq.canonicalDump(scope: wh02.site))
     }
 }

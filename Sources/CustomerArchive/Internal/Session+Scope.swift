@@ -177,19 +177,18 @@ extension Session {
     /// has changes to it that headquarters has not acknowledged, nothing is purged: the
     /// eviction waits in `scope_evictions` until they are (``Archive/acknowledgeSent(to:through:)``).
     /// - Returns: whether the customer was purged now.
+    /// - Parameter waiting: when the site has changes to the customer headquarters has not
+    ///   acknowledged, queue the eviction (true) or leave the customer alone (false: a snapshot,
+    ///   where those changes, once at headquarters, decide whether the branch holds it).
     @discardableResult
-    mutating func evict(_ customer: RecordKey) throws -> Bool {
+    mutating func evict(_ customer: RecordKey, waiting: Bool = true) throws -> Bool {
         let holding = try holding(of: customer)
-        let acknowledged =
-            try Int64.fetchOne(
-                try db.cachedStatement(sql: "SELECT sent_through FROM cursors WHERE peer = ?"), arguments: [core.headquarters.code]) ?? 0
-        let unacknowledged = try db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM changelog WHERE key = ? AND seq > ?)")
-        for (_, keys) in holding {
-            for key in keys where try Bool.fetchOne(unacknowledged, arguments: [key, acknowledged]) == true {
+        if try hasUnacknowledgedChanges(holding) {
+            if waiting {
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO scope_evictions(customer, since) VALUES (?, ?)").execute(
                     arguments: [customer.data, Int64(clamping: wall)])
-                return false
             }
+            return false
         }
         for (table, keys) in holding where !keys.isEmpty {
             let delete = try db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?")
@@ -207,5 +206,18 @@ extension Session {
         searchPurge = true
         needsCheckpoint = true
         return true
+    }
+
+    /// Whether this site logged a change to any of the records that headquarters has not
+    /// acknowledged.
+    func hasUnacknowledgedChanges(_ holding: [(TableSchema, [Data])]) throws -> Bool {
+        let acknowledged =
+            try Int64.fetchOne(
+                try db.cachedStatement(sql: "SELECT sent_through FROM cursors WHERE peer = ?"), arguments: [core.headquarters.code]) ?? 0
+        let unacknowledged = try db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM changelog WHERE key = ? AND seq > ?)")
+        for (_, keys) in holding {
+            for key in keys where try Bool.fetchOne(unacknowledged, arguments: [key, acknowledged]) == true { return true }
+        }
+        return false
     }
 }
