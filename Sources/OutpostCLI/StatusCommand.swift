@@ -36,6 +36,7 @@ struct StatusCommand: ParsableCommand {
         let last = try archive.lastSequence()
         let backlog = try archive.searchBacklog()
         let recovering = try archive.recoveringSince()
+        let bootstrap = try archive.snapshotProgress()
         let cursors = try archive.cursors()
         let sync = try SyncReport(archive: archive, dataDirectory: storage.directory, cursors: cursors, lastSequence: last)
         if output.json {
@@ -49,6 +50,10 @@ struct StatusCommand: ParsableCommand {
                     "last_sequence": .int(Int64(last)),
                     "search_backlog": .int(Int64(backlog)),
                     "recovering_since": recovering.map { .int(Int64(clamping: $0)) } ?? .null,
+                    "bootstrap": bootstrap.map {
+                        .object(["customers": .int(Int64($0.sent)), "of": .int(Int64($0.total)), "cut": .int(Int64(clamping: $0.cut))])
+                    }
+                        ?? .null,
                     "counts": .object(counts.mapValues { .int(Int64(clamping: $0)) }),
                     "cursors": .array(
                         cursors.map {
@@ -74,6 +79,14 @@ struct StatusCommand: ParsableCommand {
                 (
                     "restored",
                     "\(Output.time(milliseconds: Int64(recovering))): fetching back from headquarters what this site wrote after the backup; new numbered records wait until then"
+                )
+            ])
+        }
+        if let bootstrap {
+            Output.fields([
+                (
+                    "bootstrap",
+                    "\(bootstrap.sent) of \(bootstrap.total) customers received from headquarters' snapshot; records can be written once all are in (it resumes where it stopped)"
                 )
             ])
         }

@@ -235,6 +235,13 @@ final class ProgressMeter: @unchecked Sendable {
 
     /// Sync progress: pulled of (pulled + behind), both directions' counts and the rate.
     func show(_ p: SyncProgress) {
+        if let customers = p.snapshotTotal, p.snapshotSent < customers {
+            // A first bootstrap: its own measure is the scope's customers.
+            return show(
+                Reading(
+                    fraction: customers == 0 ? 1 : Double(p.snapshotSent) / Double(customers),
+                    counts: "bootstrap \(p.snapshotSent) of \(customers) customers  pushed \(p.pushedChanges)"))
+        }
         let total = p.pulledChanges + Int(p.behind)
         let rate = Int(Double(p.pushedChanges + p.pulledChanges) / elapsed)
         show(

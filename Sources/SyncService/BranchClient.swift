@@ -109,6 +109,10 @@ public struct SyncProgress: Sendable {
     public var behind: UInt64 = 0
     public var pushCaughtUp = false
     public var pullCaughtUp = false
+    /// A first bootstrap from a snapshot under way: customers of the scope received so far, and
+    /// in the whole scope.
+    public var snapshotSent = 0
+    public var snapshotTotal: Int?
 }
 
 /// A branch's link to headquarters: one handshake, then pushing its own changes and pulling
@@ -394,6 +398,7 @@ public final class BranchClient: Sendable {
             }
             if pull {
                 group.addTask {
+                    try await self.bootstrapIfNeeded(sync, maxBytes: maxBytes, tracker: tracker)
                     try await self.pullLoop(sync, follow: follow, maxBytes: maxBytes, tracker: tracker)
                 }
             } else {
@@ -572,6 +577,62 @@ public final class BranchClient: Sendable {
                     throw error
                 }
             })
+    }
+
+    // MARK: Snapshot
+
+    /// A new branch (or one whose bootstrap a broken line interrupted) takes its scope from a
+    /// snapshot, resuming after the last part it applied, before it follows the log from the
+    /// first part's cut (protocols/README.md §5.8). Each part commits with its progress.
+    private func bootstrapIfNeeded(
+        _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, maxBytes: Int, tracker: ProgressTracker
+    ) async throws {
+        let (needed, resume) = try await Blocking.run { [archive] in (try archive.needsSnapshot(), try archive.snapshotResumePoint()) }
+        guard needed else { return }
+        logger.notice(
+            "bootstrapping this branch's customers from a snapshot at headquarters",
+            metadata: ["after": "\(resume.map { "\($0)" } ?? "start")"])
+        var request = WireSnapshotRequest()
+        request.after = resume.map { Data($0.bytes) } ?? Data()
+        request.maxChangeSetBytes = UInt32(maxBytes)
+        let codecLimits = CodecLimits(maximumEncodedBytes: limits.maximumMessageBytes * 2, maximumBodyBytes: max(limits.batchMaximumBytes * 8, 32 << 20))
+        var options = CallOptions.defaults
+        options.maxResponseMessageBytes = limits.maximumMessageBytes * 2
+        let hqSite = archive.headquarters
+        try await sync.snapshot(request, options: options) { [self] response in
+            var lastLogged = ContinuousClock.now
+            for try await message in response.messages {
+                tracker.batchArrived()
+                guard message.customers.allSatisfy({ $0.count == 16 }), message.after.isEmpty || message.after.count == 16,
+                    message.digest.count == 32
+                else {
+                    throw SyncError(.protocolViolation, "headquarters sent a snapshot part with a malformed key or digest")
+                }
+                let set = try ChangeSetCodec.decode([UInt8](message.changeSet), limits: codecLimits)
+                guard set.producer == hqSite else {
+                    throw SyncError(.protocolViolation, "a snapshot part's change set names \(set.producer) as its producer, not headquarters")
+                }
+                let part = SnapshotPart(
+                    cut: message.cut, after: message.after.isEmpty ? nil : try RecordKey(bytes: message.after),
+                    customers: try message.customers.map { try RecordKey(bytes: $0) }, set: set, sent: Int(clamping: message.sent),
+                    total: Int(clamping: message.total), done: message.done, digest: [UInt8](message.digest))
+                let progress = try await Blocking.run { [archive] in try archive.applySnapshot(part) }
+                self.metrics.add(SyncMetrics.applied, ["direction": "pulled"], set.changes.count)
+                tracker.update {
+                    $0.pulledChanges += set.changes.count
+                    $0.snapshotSent = progress.sent
+                    $0.snapshotTotal = progress.total
+                }
+                if message.done || ContinuousClock.now - lastLogged > .seconds(5) {
+                    lastLogged = ContinuousClock.now
+                    logger.info(
+                        message.done ? "bootstrapped this branch's customers from a snapshot" : "bootstrapping from a snapshot",
+                        metadata: ["customers": "\(progress.sent)", "of": "\(progress.total)", "cut": "\(progress.cut)"])
+                }
+                if message.done { return }
+            }
+            throw SyncError(.unreachable, "headquarters ended the snapshot before its last part; it resumes on the next connection")
+        }
     }
 
     // MARK: Pull

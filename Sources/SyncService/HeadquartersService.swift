@@ -193,6 +193,47 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
         return response
     }
 
+    /// A new branch's bootstrap: its scope as it is now, in parts, after `request.after`
+    /// (protocols/README.md §5.8). Each part is read in its own read transaction, so a long
+    /// bootstrap holds no lock, and bounded like a pull's batch.
+    public func snapshot(request: WireSnapshotRequest, response: RPCWriter<WireSnapshotPart>, context: ServerContext) async throws {
+        let (site, serial) = try caller(context)
+        try checkNotStopping()
+        guard request.after.isEmpty || request.after.count == 16 else {
+            throw refusal(.invalidArgument, .protocol, "SnapshotRequest.after is a 16-byte customer key or empty")
+        }
+        registry.opened(site)
+        defer { registry.closed(site) }
+        let maxBytes =
+            request.maxChangeSetBytes == 0 ? limits.batchMaximumBytes : max(4_096, min(Int(request.maxChangeSetBytes), limits.batchMaximumBytes))
+        var after = request.after.isEmpty ? nil : try RecordKey(bytes: request.after)
+        logger.info("a branch is bootstrapping from a snapshot", metadata: ["site": "\(site)", "after": "\(after.map { "\($0)" } ?? "start")"])
+        while true {
+            try checkStillValid(site, serial: serial)
+            try checkNotStopping()
+            let resume = after
+            let part = try await answering(site) { [archive, limits] in
+                try archive.snapshot(for: site, after: resume, maxChanges: limits.batchMaximumChanges, maxBytes: maxBytes)
+            }
+            var message = WireSnapshotPart()
+            message.cut = part.cut
+            message.after = part.after.map { Data($0.bytes) } ?? Data()
+            message.customers = part.customers.map { Data($0.bytes) }
+            message.changeSet = Data(try ChangeSetCodec.encode(part.set, level: Wire.compressionLevel))
+            message.sent = UInt64(part.sent)
+            message.total = UInt64(part.total)
+            message.done = part.done
+            message.digest = Data(part.digest)
+            try await response.write(message)
+            metrics.add(SyncMetrics.sent, [:], part.set.changes.count)
+            if part.done {
+                logger.info("a branch received its snapshot", metadata: ["site": "\(site)", "customers": "\(part.total)", "cut": "\(part.cut)"])
+                return
+            }
+            after = part.customers.last
+        }
+    }
+
     /// Counts a `Fetch` or `Search` call against the site's hour (`max_fetches_per_hour`).
     private func checkRate(_ site: SiteID) throws {
         let now = ContinuousClock.now

@@ -96,7 +96,7 @@ enum Wire {
     /// Version 2 added scope: pulls carry only the branch's scope, with its moves
     /// (`PullBatch.moved_in`, `evicted`). Version 3 added write authority and durable
     /// refusals: `Refusal.hlc`, `REASON_NOT_HOME` and `PullBatch.refused`.
-    static let protocolVersion: UInt32 = 3
+    static let protocolVersion: UInt32 = 4
     /// The oldest branch protocol headquarters serves: a version 1 branch gets its scope too
     /// and ignores the moves (it keeps customers that left its scope until it is upgraded).
     static let minimumProtocolVersion: UInt32 = 1

@@ -195,7 +195,7 @@ struct ConnectionLimitTests {
     /// refusal. (The first-call deadline is long here: the client runs in the test process,
     /// whose concurrency pool other suites may keep busy.)
     @Test func anIdleConnectionIsAskedToLeave() async throws {
-        let network = try Network(branches: ["SH01"], config: "[sync]\nidle_timeout_ms = 1000\nfirst_call_timeout_ms = 600000\n")
+        let network = try Network(branches: ["SH01"], config: "[sync]\nidle_timeout_ms = 2500\nfirst_call_timeout_ms = 600000\n")
         defer { network.stopAll() }
         let hq = try network.start("HQ")
         let metricsPort = try #require(OperationsTests.metricsPort(hq), "\(hq.log.suffix(1000))")
@@ -213,17 +213,27 @@ struct ConnectionLimitTests {
         let (said, idle) = try await withGRPCClient(transport: transport) { client in
             // Wait for the connection: failing fast, the call can lose the race with a
             // handshake that a loaded machine makes slow ("subchannel isn't ready").
+            // A loaded machine can make the handshake outlast the idle timeout itself: that
+            // connection is asked to leave before its first call, which then fails
+            // ("no subchannel available"); the next attempt gets a new connection.
             var options = CallOptions.defaults
             options.waitForReady = true
             options.timeout = .seconds(20)
-            _ = try await WireSync.Client(wrapping: client).hello(
-                WireHelloRequest.with {
-                    $0.protocolVersion = 1
-                    $0.schemaVersion = 1
-                }, options: options)
+            for attempt in 1...3 {
+                do {
+                    _ = try await WireSync.Client(wrapping: client).hello(
+                        WireHelloRequest.with {
+                            $0.protocolVersion = 1
+                            $0.schemaVersion = 1
+                        }, options: options)
+                    break
+                } catch let error as RPCError where error.code == .unavailable && attempt < 3 {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
             let said = try await Self.scrape(port: metricsPort) { _ in true }
             let accepted = said["outpost_connections_total"] ?? 0
-            let idle = try await Self.scrape(port: metricsPort) {
+            let idle = try await Self.scrape(port: metricsPort, timeout: .seconds(10)) {
                 ($0["outpost_connections_total"] ?? 0) > accepted || $0["outpost_open_connections"] == 0
             }
             return (said, idle)

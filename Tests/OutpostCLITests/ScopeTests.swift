@@ -201,6 +201,42 @@ struct ScopeTests {
         #expect(offlineSearch.status != 0 && !offlineSearch.stderr.contains("13912340005"), "\(offlineSearch)")
     }
 
+    /// A new branch bootstraps from a snapshot of its scope; killed with SIGKILL half-way, it
+    /// refuses the counter's writes, resumes after the last part it committed, and ends at
+    /// HQ's scope.
+    @Test func aBootstrapKilledHalfWayResumes() throws {
+        // Small parts, so the bootstrap takes many commits.
+        let network = try Network(branches: ["WH01"], config: "[sync]\nbatch_max_changes = 60\n")
+        defer { network.stopAll() }
+        let csv = network.sandbox.path("customers.csv")
+        var lines = ["name,phone,home_branch"]
+        for i in 0..<6_000 { lines.append("武汉客户\(i),139\(String(format: "%08d", i)),\(i % 4 == 0 ? "SH01" : "WH01")") }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        try network.hq.ok("import", "customers", csv)
+        try network.start("HQ")
+        let wh01 = network.site("WH01")
+        let daemon = try network.start("WH01")
+        func bootstrap() throws -> [String: Any]? { try wh01.run("status", "--json").object()["bootstrap"] as? [String: Any] }
+        let started = try Self.eventually(.seconds(30)) { ((try bootstrap())?["customers"] as? Int ?? 0) > 0 }
+        daemon.signal(SIGKILL)
+        _ = daemon.waitExit()
+        #expect(started, "the bootstrap never showed progress\n\(network.logs())")
+        let stopped = try #require(try bootstrap(), "the bootstrap finished before the kill: nothing was resumed\n\(network.logs())")
+        let received = stopped["customers"] as? Int ?? 0
+        #expect(received > 0 && received < 4_500 && stopped["of"] as? Int == 4_500, "\(stopped)")
+        let refused = try wh01.run("customer", "add", "--name", "开业客户")
+        #expect(refused.status != 0 && refused.stderr.contains("still receiving its customers from headquarters"), "\(refused)")
+        #expect(try wh01.run("status").stdout.contains("bootstrap"), "status does not show the bootstrap")
+
+        try network.start("WH01")
+        #expect(try network.waitConverged(timeout: .seconds(120)) == nil, "\(network.logs())")
+        #expect(try wh01.run("status", "--json").object()["bootstrap"] is NSNull)
+        let resumed = network.daemon("WH01")!.log.split(separator: "\n").filter { $0.contains("bootstrapping this branch's customers from a snapshot") }
+        #expect(resumed.last.map { !$0.contains("after=start") } == true, "\(resumed)")
+        #expect(try wh01.array("customer", "list", "--limit", "10000").count == 4_500)
+        try wh01.ok("customer", "add", "--name", "开业客户")
+    }
+
     private func bj01Notes(_ network: Network, _ number: String) throws -> String? {
         let shown = try network.site("BJ01").run("customer", "show", number, "--json")
         guard shown.status == 0 else { return nil }

@@ -92,13 +92,27 @@ public enum WireSync: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Snapshot" metadata.
+        public enum Snapshot: Sendable {
+            /// Request type for "Snapshot".
+            public typealias Input = WireSnapshotRequest
+            /// Response type for "Snapshot".
+            public typealias Output = WireSnapshotPart
+            /// Descriptor for "Snapshot".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "outpost.sync.v1.Sync"),
+                method: "Snapshot",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "outpost.sync.v1.Sync" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Hello.descriptor,
             Push.descriptor,
             Pull.descriptor,
             Fetch.descriptor,
-            Search.descriptor
+            Search.descriptor,
+            Snapshot.descriptor
         ]
     }
 }
@@ -224,6 +238,26 @@ extension WireSync {
             request: GRPCCore.StreamingServerRequest<WireSearchRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<WireSearchResponse>
+
+        /// Handle the "Snapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 4. A new branch's bootstrap (README.md §5.8): HQ streams the branch's scope as it
+        /// > is now, in parts, continuing after `after`; the branch applies each part in one
+        /// > transaction, and once the last is in, pulls from the first part's cut.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `WireSnapshotRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireSnapshotPart` messages.
+        func snapshot(
+            request: GRPCCore.StreamingServerRequest<WireSnapshotRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireSnapshotPart>
     }
 
     /// Service protocol for the "outpost.sync.v1.Sync" service.
@@ -333,6 +367,26 @@ extension WireSync {
             request: GRPCCore.ServerRequest<WireSearchRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<WireSearchResponse>
+
+        /// Handle the "Snapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 4. A new branch's bootstrap (README.md §5.8): HQ streams the branch's scope as it
+        /// > is now, in parts, continuing after `after`; the branch applies each part in one
+        /// > transaction, and once the last is in, pulls from the first part's cut.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireSnapshotRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `WireSnapshotPart` messages.
+        func snapshot(
+            request: GRPCCore.ServerRequest<WireSnapshotRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<WireSnapshotPart>
     }
 
     /// Simple service protocol for the "outpost.sync.v1.Sync" service.
@@ -442,6 +496,27 @@ extension WireSync {
             request: WireSearchRequest,
             context: GRPCCore.ServerContext
         ) async throws -> WireSearchResponse
+
+        /// Handle the "Snapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 4. A new branch's bootstrap (README.md §5.8): HQ streams the branch's scope as it
+        /// > is now, in parts, continuing after `after`; the branch applies each part in one
+        /// > transaction, and once the last is in, pulls from the first part's cut.
+        ///
+        /// - Parameters:
+        ///   - request: A `WireSnapshotRequest` message.
+        ///   - response: A response stream of `WireSnapshotPart` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func snapshot(
+            request: WireSnapshotRequest,
+            response: GRPCCore.RPCWriter<WireSnapshotPart>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -504,6 +579,17 @@ extension WireSync.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: WireSync.Method.Snapshot.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireSnapshotRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<WireSnapshotPart>(),
+            handler: { request, context in
+                try await self.snapshot(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -541,6 +627,17 @@ extension WireSync.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func snapshot(
+        request: GRPCCore.StreamingServerRequest<WireSnapshotRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireSnapshotPart> {
+        let response = try await self.snapshot(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
     }
 }
 
@@ -617,6 +714,23 @@ extension WireSync.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func snapshot(
+        request: GRPCCore.ServerRequest<WireSnapshotRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<WireSnapshotPart> {
+        return GRPCCore.StreamingServerResponse<WireSnapshotPart>(
+            metadata: [:],
+            producer: { writer in
+                try await self.snapshot(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -753,6 +867,31 @@ extension WireSync {
             deserializer: some GRPCCore.MessageDeserializer<WireSearchResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<WireSearchResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Snapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 4. A new branch's bootstrap (README.md §5.8): HQ streams the branch's scope as it
+        /// > is now, in parts, continuing after `after`; the branch applies each part in one
+        /// > transaction, and once the last is in, pulls from the first part's cut.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireSnapshotRequest` message.
+        ///   - serializer: A serializer for `WireSnapshotRequest` messages.
+        ///   - deserializer: A deserializer for `WireSnapshotPart` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func snapshot<Result>(
+            request: GRPCCore.ClientRequest<WireSnapshotRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireSnapshotRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireSnapshotPart>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireSnapshotPart>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -947,6 +1086,40 @@ extension WireSync {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Snapshot" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Protocol 4. A new branch's bootstrap (README.md §5.8): HQ streams the branch's scope as it
+        /// > is now, in parts, continuing after `after`; the branch applies each part in one
+        /// > transaction, and once the last is in, pulls from the first part's cut.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `WireSnapshotRequest` message.
+        ///   - serializer: A serializer for `WireSnapshotRequest` messages.
+        ///   - deserializer: A deserializer for `WireSnapshotPart` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func snapshot<Result>(
+            request: GRPCCore.ClientRequest<WireSnapshotRequest>,
+            serializer: some GRPCCore.MessageSerializer<WireSnapshotRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<WireSnapshotPart>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireSnapshotPart>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: WireSync.Method.Snapshot.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1099,6 +1272,35 @@ extension WireSync.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<WireSearchRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<WireSearchResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Snapshot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Protocol 4. A new branch's bootstrap (README.md §5.8): HQ streams the branch's scope as it
+    /// > is now, in parts, continuing after `after`; the branch applies each part in one
+    /// > transaction, and once the last is in, pulls from the first part's cut.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `WireSnapshotRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func snapshot<Result>(
+        request: GRPCCore.ClientRequest<WireSnapshotRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireSnapshotPart>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.snapshot(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<WireSnapshotRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<WireSnapshotPart>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1275,6 +1477,39 @@ extension WireSync.ClientProtocol {
             metadata: metadata
         )
         return try await self.search(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Snapshot" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Protocol 4. A new branch's bootstrap (README.md §5.8): HQ streams the branch's scope as it
+    /// > is now, in parts, continuing after `after`; the branch applies each part in one
+    /// > transaction, and once the last is in, pulls from the first part's cut.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func snapshot<Result>(
+        _ message: WireSnapshotRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<WireSnapshotPart>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<WireSnapshotRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.snapshot(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -141,6 +141,60 @@ public nonisolated enum WireReason: SwiftProtobuf.Enum, Swift.CaseIterable {
 
 }
 
+public nonisolated struct WireSnapshotRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Continue after this 16-byte customer key (the last customer of the last part the branch
+  /// applied); empty: from the start, settings first.
+  public var after: Data = Data()
+
+  /// The largest change_set the branch takes, in bytes; 0 = HQ's batch limit.
+  public var maxChangeSetBytes: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct WireSnapshotPart: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// HQ's log end when it read this part: the states are at least that new.
+  public var cut: UInt64 = 0
+
+  /// The customer key this part continues after: the request's `after` for the first part of
+  /// a stream, the previous part's last customer for the others; empty: from the start.
+  public var after: Data = Data()
+
+  /// The 16-byte keys of the customers the part covers, ascending; every customer of the
+  /// branch's scope with a key in (after, last] is here.
+  public var customers: [Data] = []
+
+  /// One change set (CHANGESET.md), producer HQ, range (0, 0]: the states of every settings,
+  /// SLA rule and assignment record (first part only) and of each customer with everything
+  /// hanging off it, as README.md §5.8 orders them.
+  public var changeSet: Data = Data()
+
+  /// Customers of the scope up to this part's last, and in the whole scope, when HQ read it.
+  public var sent: UInt64 = 0
+
+  public var total: UInt64 = 0
+
+  /// No customer of the scope follows this part: its key range runs to the end.
+  public var done: Bool = false
+
+  /// SHA-256 of change_set's set encoded uncompressed (flags 0).
+  public var digest: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct WireFetchRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -505,6 +559,106 @@ fileprivate nonisolated let _protobuf_package = "outpost.sync.v1"
 
 nonisolated extension WireReason: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}REASON_UNAUTHENTICATED\0\u{1}REASON_REVOKED\0\u{1}REASON_FORGED_ORIGIN\0\u{1}REASON_HQ_ONLY\0\u{1}REASON_CLOCK_AHEAD\0\u{1}REASON_TOO_LARGE\0\u{1}REASON_MALFORMED\0\u{1}REASON_VERSION\0\u{1}REASON_PROTOCOL\0\u{1}REASON_INVALID_VALUE\0\u{1}REASON_NOT_HOME\0\u{1}REASON_RATE_LIMITED\0")
+}
+
+nonisolated extension WireSnapshotRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SnapshotRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}after\0\u{3}max_change_set_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.after) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.maxChangeSetBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.after.isEmpty {
+      try visitor.visitSingularBytesField(value: self.after, fieldNumber: 1)
+    }
+    if self.maxChangeSetBytes != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxChangeSetBytes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSnapshotRequest, rhs: WireSnapshotRequest) -> Bool {
+    if lhs.after != rhs.after {return false}
+    if lhs.maxChangeSetBytes != rhs.maxChangeSetBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension WireSnapshotPart: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SnapshotPart"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cut\0\u{1}after\0\u{1}customers\0\u{3}change_set\0\u{1}sent\0\u{1}total\0\u{1}done\0\u{1}digest\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.cut) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.after) }()
+      case 3: try { try decoder.decodeRepeatedBytesField(value: &self.customers) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.changeSet) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.sent) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.total) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      case 8: try { try decoder.decodeSingularBytesField(value: &self.digest) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.cut != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cut, fieldNumber: 1)
+    }
+    if !self.after.isEmpty {
+      try visitor.visitSingularBytesField(value: self.after, fieldNumber: 2)
+    }
+    if !self.customers.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.customers, fieldNumber: 3)
+    }
+    if !self.changeSet.isEmpty {
+      try visitor.visitSingularBytesField(value: self.changeSet, fieldNumber: 4)
+    }
+    if self.sent != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sent, fieldNumber: 5)
+    }
+    if self.total != 0 {
+      try visitor.visitSingularUInt64Field(value: self.total, fieldNumber: 6)
+    }
+    if self.done != false {
+      try visitor.visitSingularBoolField(value: self.done, fieldNumber: 7)
+    }
+    if !self.digest.isEmpty {
+      try visitor.visitSingularBytesField(value: self.digest, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: WireSnapshotPart, rhs: WireSnapshotPart) -> Bool {
+    if lhs.cut != rhs.cut {return false}
+    if lhs.after != rhs.after {return false}
+    if lhs.customers != rhs.customers {return false}
+    if lhs.changeSet != rhs.changeSet {return false}
+    if lhs.sent != rhs.sent {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.done != rhs.done {return false}
+    if lhs.digest != rhs.digest {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension WireFetchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
