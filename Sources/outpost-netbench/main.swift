@@ -2,6 +2,7 @@
 //
 //   swift build -c release --product outpost --product outpost-netbench
 //   .build/release/outpost-netbench [--customers N] [--branches N] [--per-branch N]
+//   .build/release/outpost-netbench --bootstrap 1000000 [--homes 100] [--line] [--rounds N]
 //
 // 1. Catch-up: headquarters holds N new customers × 12 fields (default 83,334 ≈ 1,000,000
 //    field changes) from another branch; a fresh branch pulls them all over mTLS (server and
@@ -27,6 +28,9 @@ struct Options {
     var skipCatchUp = false
     var skipIntake = false
     var rounds = 9
+    var bootstrap: Int?
+    var homes = 100
+    var line = false
     init() {
         var args = CommandLine.arguments.dropFirst().makeIterator()
         while let a = args.next() {
@@ -37,8 +41,13 @@ struct Options {
             case "--rounds": rounds = max(1, Int(args.next() ?? "") ?? rounds)
             case "--only-catch-up": skipIntake = true
             case "--only-intake": skipCatchUp = true
+            case "--bootstrap": bootstrap = Int(args.next() ?? "")
+            case "--homes": homes = max(1, Int(args.next() ?? "") ?? homes)
+            case "--line": line = true
             default:
-                print("usage: outpost-netbench [--customers N] [--rounds N] [--branches N] [--per-branch N] [--only-catch-up|--only-intake]")
+                print(
+                    "usage: outpost-netbench [--customers N] [--rounds N] [--branches N] [--per-branch N] [--only-catch-up|--only-intake] | --bootstrap N [--homes B] [--line]"
+                )
                 exit(2)
             }
         }
@@ -72,6 +81,12 @@ let authority = try CertificateAuthority.load(directory: dir.file("pki"))
 func bundle(_ code: String) throws -> TLSFiles {
     let b = try authority.issue(site: try SiteID(code))
     return TLSFiles(ca: b.caCertificate, certificate: b.certificate, key: b.key)
+}
+
+if let n = options.bootstrap {
+    try await bootstrapBenchmark(
+        customers: n, homes: options.homes, line: options.line, rounds: min(options.rounds, 5), dir: dir, bundle: bundle, logger: logger)
+    exit(0)
 }
 
 // MARK: 1. Catch-up
