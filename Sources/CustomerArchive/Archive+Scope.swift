@@ -240,9 +240,9 @@ extension Archive {
 
     /// A customer's current state with everything hanging off it, as changes that carry each
     /// value's own stamp: what a branch the customer moves into needs instead of its history.
-    func currentState(ofCustomer customer: RecordKey, _ session: Session) throws -> [Change] {
+    func currentState(ofCustomer customer: RecordKey, _ session: Session, holding: [(TableSchema, [Data])]? = nil) throws -> [Change] {
         var out: [Change] = []
-        for (table, unordered) in try session.holding(of: customer) {
+        for (table, unordered) in try holding ?? session.holding(of: customer) {
             // In key order: a snapshot's checksum needs the same changes at both ends.
             let keys = unordered.sorted { $0.lexicographicallyPrecedes($1) }
             switch table.kind {

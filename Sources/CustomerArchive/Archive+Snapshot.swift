@@ -93,18 +93,33 @@ extension Archive {
             var customers: [RecordKey] = []
             var changes: [Change] = after == nil ? try settingsState(session) : []
             var bytes = changes.reduce(0) { $0 + Self.approximateSize($1) }
-            var done = true
-            while let row = try next.next() {
-                if !customers.isEmpty && (changes.count >= maxChanges || bytes >= maxBytes) {
-                    done = false
-                    break
+            var done: Bool
+            // Read in chunks: what hangs off a chunk's customers comes in a statement per
+            // table, and the part ends at the customer that fills it.
+            var pending: [RecordKey] = []
+            var exhausted = false
+            fill: while true {
+                if pending.isEmpty {
+                    while pending.count < 256, let row = try next.next() { pending.append(RecordKey(data: row[0])) }
+                    if pending.isEmpty {
+                        exhausted = true
+                        break
+                    }
                 }
-                let customer = RecordKey(data: row[0])
-                let state = try snapshotState(ofCustomer: customer, session)
-                customers.append(customer)
-                changes += state
-                bytes += state.reduce(0) { $0 + Self.approximateSize($1) }
+                let holdings = try session.holding(ofCustomers: pending)
+                var used = 0
+                for customer in pending {
+                    if !customers.isEmpty && (changes.count >= maxChanges || bytes >= maxBytes) { break fill }
+                    let state = try currentState(ofCustomer: customer, session, holding: holdings[customer] ?? [])
+                    customers.append(customer)
+                    changes += state
+                    bytes += state.reduce(0) { $0 + Self.approximateSize($1) }
+                    used += 1
+                }
+                pending.removeFirst(used)
             }
+            // Filled before the scope ran out: a customer read but not sent, or more to read.
+            done = exhausted && pending.isEmpty
             let set = ChangeSet(producer: core.site, schemaVersion: Schema.version, after: 0, through: 0, changes: changes)
             return SnapshotPart(
                 cut: cut, after: after, customers: customers, set: set, sent: before + customers.count, total: total, done: done,
@@ -127,12 +142,6 @@ extension Archive {
             }
         }
         return out
-    }
-
-    /// A customer's state with its dependants, each table's records in key order: the same
-    /// changes at headquarters and at a branch holding the same records.
-    func snapshotState(ofCustomer customer: RecordKey, _ session: Session) throws -> [Change] {
-        try currentState(ofCustomer: customer, session)
     }
 
     // MARK: Branch
@@ -196,8 +205,8 @@ extension Archive {
             part.set, moves: ScopeMoves(), options: ApplyOptions(checkDrift: false, batchSize: .max, advanceCursor: false), progress: nil,
             judgeRules: false,
             firstly: { session in
-                for customer in part.customers {
-                    for (table, keys) in try session.holding(of: customer) where !keys.isEmpty {
+                for (_, holding) in try session.holding(ofCustomers: part.customers) {
+                    for (table, keys) in holding where !keys.isEmpty {
                         let delete = try session.db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?")
                         for key in keys { try delete.execute(arguments: [key]) }
                         removed += keys
@@ -217,7 +226,8 @@ extension Archive {
             // Rebuilt from what this branch now holds: a record stored otherwise than
             // headquarters sent it, or one the part does not name, fails the comparison.
             var rebuilt: [Change] = part.after == nil ? try settingsState(session) : []
-            for customer in part.customers { rebuilt += try snapshotState(ofCustomer: customer, session) }
+            let holdings = try session.holding(ofCustomers: part.customers)
+            for customer in part.customers { rebuilt += try currentState(ofCustomer: customer, session, holding: holdings[customer] ?? []) }
             let mine = ChangeSet(producer: headquarters, schemaVersion: part.set.schemaVersion, after: 0, through: 0, changes: rebuilt)
             guard try Self.digest(mine) == part.digest, try Self.digest(part.set) == part.digest else {
                 throw ArchiveError(

@@ -172,6 +172,58 @@ extension Session {
         ]
     }
 
+    /// ``holding(of:)`` for many customers at once, a statement per table and chunk of
+    /// customers instead of per customer (a snapshot part names thousands).
+    func holding(ofCustomers customers: [RecordKey]) throws -> [RecordKey: [(TableSchema, [Data])]] {
+        let complaints = "SELECT id, customer_id FROM complaints"
+        let claims = "SELECT id, customer_id FROM claims"
+        // Each table's keys and the customer each belongs to, for the customers in `?…`.
+        let queries: [(TableSchema, (String) -> String)] = [
+            (Schema.customers, { "SELECT id, id FROM customers WHERE id IN (\($0))" }),
+            (Schema.contacts, { "SELECT id, customer_id FROM contacts WHERE customer_id IN (\($0))" }),
+            (Schema.figures, { "SELECT id, customer_id FROM figures WHERE customer_id IN (\($0))" }),
+            (Schema.complaints, { "SELECT id, customer_id FROM complaints WHERE customer_id IN (\($0))" }),
+            (
+                Schema.complaintNotes,
+                { "SELECT n.id, c.customer_id FROM complaint_notes n JOIN (\(complaints)) c ON c.id = n.complaint_id WHERE c.customer_id IN (\($0))" }
+            ),
+            (
+                Schema.complaintTransitions,
+                {
+                    "SELECT n.id, c.customer_id FROM complaint_transitions n JOIN (\(complaints)) c ON c.id = n.complaint_id WHERE c.customer_id IN (\($0))"
+                }
+            ),
+            (Schema.claims, { "SELECT id, customer_id FROM claims WHERE customer_id IN (\($0))" }),
+            (
+                Schema.claimTransitions,
+                { "SELECT n.id, c.customer_id FROM claim_transitions n JOIN (\(claims)) c ON c.id = n.claim_id WHERE c.customer_id IN (\($0))" }
+            ),
+            (
+                Schema.claimPayments,
+                { "SELECT n.id, c.customer_id FROM claim_payments n JOIN (\(claims)) c ON c.id = n.claim_id WHERE c.customer_id IN (\($0))" }
+            ),
+        ]
+        var found: [RecordKey: [[Data]]] = [:]
+        for customer in customers { found[customer] = Array(repeating: [], count: queries.count) }
+        var start = 0
+        while start < customers.count {
+            let chunk = customers[start..<min(customers.count, start + 500)]
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
+            let arguments = StatementArguments(chunk.map { $0.data })
+            for (t, entry) in queries.enumerated() {
+                let sql = entry.1(marks)
+                let statement = chunk.count == 500 ? try db.cachedStatement(sql: sql) : try db.makeStatement(sql: sql)
+                let rows = try Row.fetchCursor(statement, arguments: arguments)
+                while let row = try rows.next() {
+                    guard let owner = row[1] as Data?, owner.count == 16 else { continue }
+                    found[RecordKey(data: owner)]?[t].append(row[0])
+                }
+            }
+            start += 500
+        }
+        return found.mapValues { lists in zip(queries, lists).map { ($0.0, $1) } }
+    }
+
     /// Evicts a customer headquarters no longer counts in this branch's scope: a local purge of
     /// the replica (no change is logged or travels), scrubbed like an erasure. When this site
     /// has changes to it that headquarters has not acknowledged, nothing is purged: the
