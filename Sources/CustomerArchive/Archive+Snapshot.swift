@@ -24,10 +24,15 @@ public struct SnapshotPart: Sendable, Hashable {
     /// SHA-256 of the uncompressed encoding of `set` (protocols/README.md §5.8): the branch
     /// rebuilds the same set from what it stored and compares, before it commits the part.
     public var digest: [UInt8]
+    /// First part only: the branch's changes headquarters refused up to the cut, which the
+    /// pull after the cut does not answer again; the branch journals them.
+    public var refused: [RefusedWrite]
 
     public init(
-        cut: UInt64, after: RecordKey?, customers: [RecordKey], set: ChangeSet, sent: Int, total: Int, done: Bool, digest: [UInt8]
+        cut: UInt64, after: RecordKey?, customers: [RecordKey], set: ChangeSet, sent: Int, total: Int, done: Bool, digest: [UInt8],
+        refused: [RefusedWrite] = []
     ) {
+        self.refused = refused
         self.cut = cut
         self.after = after
         self.customers = customers
@@ -121,9 +126,24 @@ extension Archive {
             // Filled before the scope ran out: a customer read but not sent, or more to read.
             done = exhausted && pending.isEmpty
             let set = ChangeSet(producer: core.site, schemaVersion: Schema.version, after: 0, through: 0, changes: changes)
+            var refused: [RefusedWrite] = []
+            if after == nil {
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: "SELECT customer, tbl, key, hlc, reason, message FROM scope_refusals WHERE site = ? AND seq <= ? ORDER BY seq LIMIT 10000",
+                    arguments: [site.code, Int64(bitPattern: cut)])
+                for row in rows {
+                    guard let customer = row[0] as Data?, customer.count == 16, let key = row[2] as Data?, key.count == 16 else { continue }
+                    refused.append(
+                        RefusedWrite(
+                            table: UInt8(clamping: row[1] as Int64), record: RecordKey(data: key),
+                            time: Timestamp(rawValue: UInt64(bitPattern: row[3] as Int64)), customer: RecordKey(data: customer),
+                            reason: String((row[4] as String).prefix(64)), message: String((row[5] as String).prefix(1_000))))
+                }
+            }
             return SnapshotPart(
                 cut: cut, after: after, customers: customers, set: set, sent: before + customers.count, total: total, done: done,
-                digest: try Self.digest(set))
+                digest: try Self.digest(set), refused: refused)
         }
     }
 
@@ -205,6 +225,10 @@ extension Archive {
             part.set, moves: ScopeMoves(), options: ApplyOptions(checkDrift: false, batchSize: .max, advanceCursor: false), progress: nil,
             judgeRules: false,
             firstly: { session in
+                // Refusals first, as a pull answers them: journaled (a refused write is never
+                // merged again below), and each refused customer's copy reset: to headquarters'
+                // state when a part names it, else to what headquarters has not seen yet.
+                removed += try session.resetRefused(part.refused, leaving: [])
                 for (_, holding) in try session.holding(ofCustomers: part.customers) {
                     for (table, keys) in holding where !keys.isEmpty {
                         let delete = try session.db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?")
@@ -246,7 +270,8 @@ extension Archive {
                 db, sql: "SELECT id FROM customers WHERE id > ? AND (? OR id <= ?) ORDER BY id",
                 arguments: [part.after?.data ?? Data(), part.done, part.customers.last?.data ?? Data()])
             for key in held.map(RecordKey.init(data:)) where !named.contains(key) { try session.evict(key, waiting: false) }
-            try session.replayUnacknowledged(removed)
+            var seen: Set<Data> = []
+            try session.replayUnacknowledged(removed.filter { seen.insert($0).inserted })
             let cut = started ?? Int64(bitPattern: part.cut)
             progress.cut = UInt64(bitPattern: cut)
             progress.after = part.customers.last?.description ?? resume?.description

@@ -193,6 +193,8 @@ public struct Simulation {
             if holds > (try branch.archive.lastSequence()) {
                 throw Failure(seed: seed, problem: "HQ holds \(branch.site)'s log past its end after a restore: the branch client would stop")
             }
+            // What HQ holds is acknowledged, as the client takes it from the handshake.
+            try branch.archive.acknowledgeSent(to: hq.site, through: holds)
             // A new branch first bootstraps from a snapshot of its scope, part by part, the
             // line breaking between parts now and then; then it follows the log from the cut.
             if from === hq, try to.archive.needsSnapshot() {

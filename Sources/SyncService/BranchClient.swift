@@ -380,6 +380,9 @@ public final class BranchClient: Sendable {
                 "this branch holds headquarters' log up to \(pulledThrough), but it ends at \(welcome.lastSequence): headquarters was restored from an older backup; an operator must reconcile before syncing"
             )
         }
+        // What HQ holds of this log it has: merged or refused, it is acknowledged (a lost
+        // PushAck says no more). A snapshot merges again only what HQ has not seen.
+        try await Blocking.run { [archive] in try archive.acknowledgeSent(to: archive.headquarters, through: welcome.receivedThrough) }
         logger.info("connected to headquarters", metadata: ["hq": "\(hq)", "hq_last_sequence": "\(welcome.lastSequence)"])
         updateState {
             $0.connected = true
@@ -615,7 +618,8 @@ public final class BranchClient: Sendable {
                 let part = SnapshotPart(
                     cut: message.cut, after: message.after.isEmpty ? nil : try RecordKey(bytes: message.after),
                     customers: try message.customers.map { try RecordKey(bytes: $0) }, set: set, sent: Int(clamping: message.sent),
-                    total: Int(clamping: message.total), done: message.done, digest: [UInt8](message.digest))
+                    total: Int(clamping: message.total), done: message.done, digest: [UInt8](message.digest),
+                    refused: try message.refused.prefix(10_000).map(RefusedWrite.init(wire:)))
                 let progress = try await Blocking.run { [archive] in try archive.applySnapshot(part) }
                 self.metrics.add(SyncMetrics.applied, ["direction": "pulled"], set.changes.count)
                 tracker.update {
@@ -720,11 +724,7 @@ public final class BranchClient: Sendable {
                             // Checked as 16 bytes each when the batch arrived.
                             let moves = ScopeMoves(
                                 movedIn: try batch.movedIn.map { try RecordKey(bytes: $0) }, evicted: try batch.evicted.map { try RecordKey(bytes: $0) },
-                                refused: try batch.refused.map { r in
-                                    RefusedWrite(
-                                        table: UInt8(r.table), record: try RecordKey(bytes: r.record), time: Timestamp(rawValue: r.hlc),
-                                        customer: try RecordKey(bytes: r.customer), reason: r.reason.metadataName, message: String(r.message.prefix(1_000)))
-                                })
+                                refused: try batch.refused.map(RefusedWrite.init(wire:)))
                             let report = try archive.apply(
                                 set, moves: moves, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true, continuationOnly: true))
                             let cursor = try archive.cursor(for: hqSite).receivedThrough

@@ -224,6 +224,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
             message.total = UInt64(part.total)
             message.done = part.done
             message.digest = Data(part.digest)
+            message.refused = part.refused.map(WireRefusedWrite.init)
             try await response.write(message)
             metrics.add(SyncMetrics.sent, [:], part.set.changes.count)
             if part.done {
@@ -490,16 +491,7 @@ public final class HeadquartersService: WireSync.SimpleServiceProtocol, Sendable
                 batch.caughtUp = set.through >= last
                 batch.movedIn = moves.movedIn.map { Data($0.bytes) }
                 batch.evicted = moves.evicted.map { Data($0.bytes) }
-                batch.refused = moves.refused.map { r in
-                    var w = WireRefusedWrite()
-                    w.table = UInt32(r.table)
-                    w.record = Data(r.record.bytes)
-                    w.hlc = r.time.rawValue
-                    w.customer = Data(r.customer.bytes)
-                    w.reason = Reason(metadataName: r.reason)
-                    w.message = r.message
-                    return w
-                }
+                batch.refused = moves.refused.map(WireRefusedWrite.init)
                 try await response.write(batch)
                 metrics.add(SyncMetrics.sent, [:], set.changes.count)
                 cursor = set.through

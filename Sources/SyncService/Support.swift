@@ -2,6 +2,7 @@ import CustomerArchive
 import Dispatch
 import Foundation
 import GRPCCore
+import Replication
 import SyncProtocol
 import Synchronization
 
@@ -126,5 +127,27 @@ enum Wire {
     static func reason(of error: RPCError) -> Reason? {
         for value in error.metadata[stringValues: reasonKey] { return Reason(metadataName: value) }
         return nil
+    }
+}
+
+extension WireRefusedWrite {
+    /// A refusal as HQ's stream answers it (a pull batch, a snapshot's first part).
+    init(_ r: RefusedWrite) {
+        self.init()
+        table = UInt32(r.table)
+        record = Data(r.record.bytes)
+        hlc = r.time.rawValue
+        customer = Data(r.customer.bytes)
+        reason = Reason(metadataName: r.reason)
+        message = r.message
+    }
+}
+
+extension RefusedWrite {
+    /// A refusal from HQ's stream; its keys must be 16 bytes.
+    init(wire r: WireRefusedWrite) throws {
+        self.init(
+            table: UInt8(clamping: r.table), record: try RecordKey(bytes: r.record), time: Timestamp(rawValue: r.hlc),
+            customer: try RecordKey(bytes: r.customer), reason: r.reason.metadataName, message: String(r.message.prefix(1_000)))
     }
 }

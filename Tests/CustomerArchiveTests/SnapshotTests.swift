@@ -131,4 +131,36 @@ struct SnapshotTests {
         #expect(try hq.customer(own.id.description)["notes"] == .text("未推送"))
         #expect(try wh02.canonicalDump() == hq.canonicalDump(scope: wh02.site))
     }
+
+    @Test("a write HQ refused before the branch's first pull is journaled and reset by the snapshot, even when no part names the customer")
+    func refusalsBeforeFirstContact() throws {
+        let sites = try Sites()
+        let hq = try sites.make("HQ", role: .hq)
+        let cd01 = try sites.make("CD01")
+        try hq.setServedDays(0)
+        let c = try cd01.addCustomer(["name": .text("成都仓储"), "phone": .text("13900000002")])
+        try ScopeMoveTests.push(cd01, to: hq)
+        _ = try hq.updateCustomer(c.id.description, ["home_branch": .text("WH01")])
+        // The old home corrects the name, not knowing: HQ refuses it (NOT_HOME), and the
+        // acknowledgement is lost; a contact it records next waits to be pushed.
+        sites.environment.advance(milliseconds: 10)
+        _ = try cd01.updateCustomer(c.id.description, ["name": .text("成都仓储 更正")])
+        let refused = try hq.admit(try cd01.exportChanges(after: try hq.cursor(for: cd01.site).receivedThrough, origin: cd01.site), from: cd01.site)
+        #expect(refused.refusals.map(\.kind) == [.notHome])
+        try hq.expireScope()
+        try cd01.addContact(customer: c.id.description, kind: .call, satisfaction: 3, summary: "回访")
+        // The handshake acknowledges what HQ holds; the snapshot names nothing of CD01's.
+        try cd01.acknowledgeSent(to: .headquarters, through: try hq.cursor(for: cd01.site).receivedThrough)
+        let part = try hq.snapshot(for: cd01.site, after: nil)
+        #expect(part.customers.isEmpty && part.refused.count == 1)
+        try cd01.applySnapshot(part)
+        #expect(try cd01.refusedChanges().contains { $0.reason == "NOT_HOME" })
+        #expect(try cd01.countOwnChanges(after: try cd01.cursor(for: .headquarters).sentThrough) == 1, "the contact HQ has not seen waits")
+        // Pushed, the contact makes CD01 serve the customer again: it arrives as HQ has it.
+        try ScopeMoveTests.push(cd01, to: hq)
+        try ScopeMoveTests.pull(hq, to: cd01)
+        #expect(try cd01.customer(c.id.description)["name"] == .text("成都仓储"))
+        #expect(try cd01.contacts(customer: c.id.description).count == 1)
+        #expect(try cd01.canonicalDump() == hq.canonicalDump(scope: cd01.site))
+    }
 }

@@ -119,21 +119,10 @@ extension Session {
     /// A customer in `leaving` (headquarters no longer counts it in this branch's scope) goes
     /// as an eviction goes: what headquarters acknowledged of it leaves the log and journals too.
     mutating func resetRefused(_ refused: [RefusedWrite], leaving: Set<RecordKey>) throws -> [Data] {
-        let journal = try db.cachedStatement(
-            sql: """
-                INSERT INTO refused_changes(refused_at, tbl, key, hlc, reason, message) SELECT ?, ?, ?, ?, ?, ?
-                WHERE NOT EXISTS (SELECT 1 FROM refused_changes WHERE key = ? AND hlc = ?)
-                """)
+        try journalRefused(refused)
         var customers: [RecordKey] = []
         var seen: Set<RecordKey> = []
-        for r in refused {
-            let hlc = Int64(bitPattern: r.time.rawValue)
-            try journal.execute(arguments: [
-                Int64(clamping: wall), Int64(r.table), r.record.data, hlc, String(r.reason.prefix(64)), String(r.message.prefix(1_000)),
-                r.record.data, hlc,
-            ])
-            if seen.insert(r.customer).inserted { customers.append(r.customer) }
-        }
+        for r in refused where seen.insert(r.customer).inserted { customers.append(r.customer) }
         let acknowledged =
             try Int64.fetchOne(
                 try db.cachedStatement(sql: "SELECT sent_through FROM cursors WHERE peer = ?"), arguments: [core.headquarters.code]) ?? 0
@@ -157,6 +146,23 @@ extension Session {
             searchPurge = true
         }
         return removed
+    }
+
+    /// Journals refusals headquarters answered in its stream, each once (by record and clock).
+    func journalRefused(_ refused: [RefusedWrite]) throws {
+        guard !refused.isEmpty else { return }
+        let journal = try db.cachedStatement(
+            sql: """
+                INSERT INTO refused_changes(refused_at, tbl, key, hlc, reason, message) SELECT ?, ?, ?, ?, ?, ?
+                WHERE NOT EXISTS (SELECT 1 FROM refused_changes WHERE key = ? AND hlc = ?)
+                """)
+        for r in refused {
+            let hlc = Int64(bitPattern: r.time.rawValue)
+            try journal.execute(arguments: [
+                Int64(clamping: wall), Int64(r.table), r.record.data, hlc, String(r.reason.prefix(64)), String(r.message.prefix(1_000)),
+                r.record.data, hlc,
+            ])
+        }
     }
 
     /// Merges again, without logging, this site's changes to `keys` that headquarters has not

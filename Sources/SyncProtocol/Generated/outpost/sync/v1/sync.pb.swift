@@ -190,6 +190,10 @@ public nonisolated struct WireSnapshotPart: Sendable {
   /// SHA-256 of change_set's set encoded uncompressed (flags 0).
   public var digest: Data = Data()
 
+  /// First part only: the branch's changes HQ refused at its door up to the cut (at most
+  /// 10,000), which the pull after the cut does not answer again (README.md §5.6, §5.8).
+  public var refused: [WireRefusedWrite] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -598,7 +602,7 @@ nonisolated extension WireSnapshotRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension WireSnapshotPart: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SnapshotPart"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cut\0\u{1}after\0\u{1}customers\0\u{3}change_set\0\u{1}sent\0\u{1}total\0\u{1}done\0\u{1}digest\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cut\0\u{1}after\0\u{1}customers\0\u{3}change_set\0\u{1}sent\0\u{1}total\0\u{1}done\0\u{1}digest\0\u{1}refused\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -614,6 +618,7 @@ nonisolated extension WireSnapshotPart: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.total) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.done) }()
       case 8: try { try decoder.decodeSingularBytesField(value: &self.digest) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.refused) }()
       default: break
       }
     }
@@ -644,6 +649,9 @@ nonisolated extension WireSnapshotPart: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.digest.isEmpty {
       try visitor.visitSingularBytesField(value: self.digest, fieldNumber: 8)
     }
+    if !self.refused.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.refused, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -656,6 +664,7 @@ nonisolated extension WireSnapshotPart: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.total != rhs.total {return false}
     if lhs.done != rhs.done {return false}
     if lhs.digest != rhs.digest {return false}
+    if lhs.refused != rhs.refused {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
