@@ -134,15 +134,13 @@ extension Archive {
                     nextRefusal = try refused.next()?.copy()
                     through = UInt64(refusalSeq)
                     last = nil
-                    guard let customerData = row[1] as Data?, customerData.count == 16, let keyData = row[3] as Data?, keyData.count == 16 else {
-                        continue
-                    }
-                    let customer = RecordKey(data: customerData)
+                    guard let write = Self.refusedWrite(row, from: 1) else { continue }
+                    let customer = write.customer
                     if moved[customer] == nil { order.append(customer) }
                     resets.insert(customer)
                     // Held: the branch gets headquarters' state of the customer to reset to;
                     // not held: it keeps nothing of it but what headquarters has not seen yet.
-                    if (try Int64.fetchOne(heldAt, arguments: [customerData, site.code, refusalSeq]) ?? 0) != 0 {
+                    if (try Int64.fetchOne(heldAt, arguments: [customer.data, site.code, refusalSeq]) ?? 0) != 0 {
                         let state = try currentState(ofCustomer: customer, session)
                         moved[customer] = .some(state)
                         count += state.count
@@ -150,11 +148,7 @@ extension Archive {
                     } else {
                         moved[customer] = .some(nil)
                     }
-                    result.refused.append(
-                        RefusedWrite(
-                            table: UInt8(clamping: row[2] as Int64), record: RecordKey(data: keyData),
-                            time: Timestamp(rawValue: UInt64(bitPattern: row[4] as Int64)), customer: customer,
-                            reason: String((row[5] as String).prefix(64)), message: String((row[6] as String).prefix(1_000))))
+                    result.refused.append(write)
                 } else if logSeq < moveSeq, let row = nextLog {
                     let keyData: Data = row[2]
                     let rawTime: Int64 = row[4]
@@ -220,6 +214,16 @@ extension Archive {
             }
             return (ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: changes), result)
         }
+    }
+
+    /// A `scope_refusals` row's refusal, from its columns `customer, tbl, key, hlc, reason,
+    /// message` starting at `offset`; nil when a key is not 16 bytes.
+    static func refusedWrite(_ row: Row, from offset: Int) -> RefusedWrite? {
+        guard let customer = row[offset] as Data?, customer.count == 16, let key = row[offset + 2] as Data?, key.count == 16 else { return nil }
+        return RefusedWrite(
+            table: UInt8(clamping: row[offset + 1] as Int64), record: RecordKey(data: key),
+            time: Timestamp(rawValue: UInt64(bitPattern: row[offset + 3] as Int64)), customer: RecordKey(data: customer),
+            reason: String((row[offset + 4] as String).prefix(64)), message: String((row[offset + 5] as String).prefix(1_000)))
     }
 
     /// About how many bytes a change takes in a set (for batch bounds only).
@@ -297,8 +301,6 @@ extension Archive {
     public func expireScope() throws -> Int {
         guard site == headquarters else { return 0 }
         return try transaction { session in
-            let days = try Session.servedDays(session.db)
-            let cutoff = Int64(clamping: session.wall).subtracting(saturating: max(0, days).multiplied(saturating: 86_400_000))
             var lapsed: Set<Data> = []
             var removed = 0
             // Each timed reason: its table, its time column, and its window in days.

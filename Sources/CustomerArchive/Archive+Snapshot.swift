@@ -89,16 +89,16 @@ extension Archive {
                 SELECT customer FROM scope_moves m WHERE site = ? AND held != 0
                 AND seq = (SELECT max(seq) FROM scope_moves WHERE site = m.site AND customer = m.customer)
                 """
-            let total = try Int.fetchOne(db, sql: "SELECT count(*) FROM (\(scope))", arguments: [site.code]) ?? 0
-            let before =
-                try after.map { try Int.fetchOne(db, sql: "SELECT count(*) FROM (\(scope)) WHERE customer <= ?", arguments: [site.code, $0.data]) ?? 0 }
-                ?? 0
+            // One scan counts both: the whole scope, and what earlier parts covered.
+            let counts = try Row.fetchOne(
+                db, sql: "SELECT count(*), coalesce(sum(customer <= ?), 0) FROM (\(scope))", arguments: [after?.data ?? Data(), site.code])
+            let total: Int = counts?[0] ?? 0
+            let before: Int = counts?[1] ?? 0
             let next = try Row.fetchCursor(
                 db, sql: "SELECT customer FROM (\(scope)) WHERE customer > ? ORDER BY customer", arguments: [site.code, after?.data ?? Data()])
             var customers: [RecordKey] = []
             var changes: [Change] = after == nil ? try settingsState(session) : []
             var bytes = changes.reduce(0) { $0 + Self.approximateSize($1) }
-            var done: Bool
             // Read in chunks: what hangs off a chunk's customers comes in a statement per
             // table, and the part ends at the customer that fills it.
             var pending: [RecordKey] = []
@@ -124,7 +124,7 @@ extension Archive {
                 pending.removeFirst(used)
             }
             // Filled before the scope ran out: a customer read but not sent, or more to read.
-            done = exhausted && pending.isEmpty
+            let done = exhausted && pending.isEmpty
             let set = ChangeSet(producer: core.site, schemaVersion: Schema.version, after: 0, through: 0, changes: changes)
             var refused: [RefusedWrite] = []
             if after == nil {
@@ -132,14 +132,7 @@ extension Archive {
                     db,
                     sql: "SELECT customer, tbl, key, hlc, reason, message FROM scope_refusals WHERE site = ? AND seq <= ? ORDER BY seq LIMIT 10000",
                     arguments: [site.code, Int64(bitPattern: cut)])
-                for row in rows {
-                    guard let customer = row[0] as Data?, customer.count == 16, let key = row[2] as Data?, key.count == 16 else { continue }
-                    refused.append(
-                        RefusedWrite(
-                            table: UInt8(clamping: row[1] as Int64), record: RecordKey(data: key),
-                            time: Timestamp(rawValue: UInt64(bitPattern: row[3] as Int64)), customer: RecordKey(data: customer),
-                            reason: String((row[4] as String).prefix(64)), message: String((row[5] as String).prefix(1_000))))
-                }
+                refused = rows.compactMap { Self.refusedWrite($0, from: 0) }
             }
             return SnapshotPart(
                 cut: cut, after: after, customers: customers, set: set, sent: before + customers.count, total: total, done: done,
