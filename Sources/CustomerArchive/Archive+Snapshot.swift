@@ -221,7 +221,10 @@ extension Archive {
                 // Refusals first, as a pull answers them: journaled (a refused write is never
                 // merged again below), and each refused customer's copy reset: to headquarters'
                 // state when a part names it, else to what headquarters has not seen yet.
-                removed += try session.resetRefused(part.refused, leaving: [])
+                // A refused customer this part does not name leaves as an eviction leaves:
+                // what headquarters acknowledged of it goes from the log and journals too.
+                let named = Set(part.customers)
+                removed += try session.resetRefused(part.refused, leaving: Set(part.refused.map(\.customer)).subtracting(named))
                 for (_, holding) in try session.holding(ofCustomers: part.customers) {
                     for (table, keys) in holding where !keys.isEmpty {
                         let delete = try session.db.cachedStatement(sql: "DELETE FROM \(table.name) WHERE id = ?")
