@@ -190,6 +190,12 @@ extension Archive {
         try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = ?"), arguments: [key])
     }
 
+    /// How much of this branch's log headquarters has acknowledged: read before asking for
+    /// snapshot parts (``applySnapshot(_:acknowledgedBeforeRead:)``).
+    public func acknowledgedByHeadquarters() throws -> UInt64 {
+        try cursor(for: headquarters).sentThrough
+    }
+
     /// Where the next part should start: after this customer (nil: from the start).
     public func snapshotResumePoint() throws -> RecordKey? {
         try read { db in
@@ -200,11 +206,17 @@ extension Archive {
     /// Applies one part of a snapshot from headquarters in one transaction, with how far the
     /// bootstrap got; the last part sets the receive cursor to the first part's cut and ends
     /// the bootstrap.
+    /// - Parameter acknowledgedBeforeRead: how much of this branch's log headquarters had
+    ///   acknowledged before it read the part (``acknowledgedByHeadquarters()`` read before the
+    ///   part was asked for). A customer the part does not name is evicted only when
+    ///   headquarters held all this branch wrote about it by then: a push acknowledged while the
+    ///   part was on its way may bring a customer into the scope after the part's cut, with a
+    ///   move that says the branch holds it already.
     /// - Throws: `.outOfOrder` when the part does not start where this branch's bootstrap
     ///   stands, `.malformedChangeSet` when its digest does not match what was stored or it
     ///   holds a record of a customer it does not name (nothing is written either way).
     @discardableResult
-    public func applySnapshot(_ part: SnapshotPart) throws -> SnapshotProgress {
+    public func applySnapshot(_ part: SnapshotPart, acknowledgedBeforeRead: UInt64) throws -> SnapshotProgress {
         guard site != headquarters else { throw ArchiveError(.refused, "headquarters takes no snapshot; branches do") }
         guard part.set.producer == headquarters else {
             throw ArchiveError(.forgedOrigin, "a snapshot comes from headquarters (\(headquarters)), not from \(part.set.producer)")
@@ -265,7 +277,9 @@ extension Archive {
             let held = try Data.fetchAll(
                 db, sql: "SELECT id FROM customers WHERE id > ? AND (? OR id <= ?) ORDER BY id",
                 arguments: [part.after?.data ?? Data(), part.done, part.customers.last?.data ?? Data()])
-            for key in held.map(RecordKey.init(data:)) where !named.contains(key) { try session.evict(key, waiting: false) }
+            for key in held.map(RecordKey.init(data:)) where !named.contains(key) {
+                try session.evict(key, waiting: false, acknowledged: acknowledgedBeforeRead)
+            }
             var seen: Set<Data> = []
             try session.replayUnacknowledged(removed.filter { seen.insert($0).inserted })
             let cut = started ?? Int64(bitPattern: part.cut)

@@ -46,6 +46,14 @@ public struct Simulation {
         /// Snapshot parts branches applied at their first contact, and parts lost on the line.
         public var snapshotParts = 0
         public var snapshotPartsLost = 0
+        /// Pushes that headquarters acknowledged between reading a snapshot part and the
+        /// branch applying it.
+        public var pushesDuringBootstrap = 0
+        /// Sets HQ sent a branch as scoped files (`changes export --for SITE`), those exported
+        /// from a cursor older than the branch's, and those wholly behind it (skipped).
+        public var filesApplied = 0
+        public var filesOverlapping = 0
+        public var filesSkipped = 0
         /// Superseded writes and scope moves HQ dropped from its log (no retention horizon).
         public var hqCompactedWrites = 0
         public var hqCompactedMoves = 0
@@ -57,6 +65,20 @@ public struct Simulation {
         /// Evictions that waited for HQ to acknowledge the branch's own changes first.
         public var evictionsWaited = 0
         public init() {}
+
+        /// Adds another run's counts (every property is a count).
+        public static func += (lhs: inout Summary, rhs: Summary) {
+            for path in Self.counts { lhs[keyPath: path] += rhs[keyPath: path] }
+        }
+
+        static var counts: [WritableKeyPath<Summary, Int>] {
+            [
+            \.operations, \.exchanges, \.droppedBatches, \.crashes, \.conflicts, \.erasures, \.writes, \.merges, \.restores,
+            \.hostileWrites, \.refusedAtDoor, \.refusedNotHome, \.assignments, \.fetches, \.setAside, \.compactedChanges,
+            \.snapshotParts, \.snapshotPartsLost, \.pushesDuringBootstrap, \.filesApplied, \.filesOverlapping, \.filesSkipped,
+            \.hqCompactedWrites, \.hqCompactedMoves, \.rehomings, \.lapsedReasons, \.evictions, \.evictionsWaited,
+            ]
+        }
     }
 
     public let seed: UInt64
@@ -199,15 +221,22 @@ public struct Simulation {
             // line breaking between parts now and then; then it follows the log from the cut.
             if from === hq, try to.archive.needsSnapshot() {
                 while try to.archive.needsSnapshot() {
+                    let acknowledged = try to.archive.acknowledgedByHeadquarters()
                     let part = try hq.archive.snapshot(
                         for: to.site, after: try to.archive.snapshotResumePoint(), maxChanges: faults ? Int(1 + rng.next() % 20) : 5_000)
                     if faults && chance(15) {
                         summary.snapshotPartsLost += 1
                         return
                     }
+                    // The branch's push runs beside its bootstrap on the line: headquarters may
+                    // take and acknowledge what the branch wrote after reading the part.
+                    if faults && chance(10) {
+                        try exchange(from: to, to: hq, faults: false)
+                        summary.pushesDuringBootstrap += 1
+                    }
                     // A part that does not match its checksum once stored is a bug: what the
                     // branch wrote before its first contact is reset and merged again on top.
-                    try to.archive.applySnapshot(part)
+                    try to.archive.applySnapshot(part, acknowledgedBeforeRead: acknowledged)
                     summary.snapshotParts += 1
                     if faults && chance(25) { return }
                 }

@@ -590,7 +590,10 @@ public final class BranchClient: Sendable {
     private func bootstrapIfNeeded(
         _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, maxBytes: Int, tracker: ProgressTracker
     ) async throws {
-        let (needed, resume) = try await Blocking.run { [archive] in (try archive.needsSnapshot(), try archive.snapshotResumePoint()) }
+        // What headquarters acknowledged before it reads any part (the push runs beside this).
+        let (needed, resume, acknowledged) = try await Blocking.run { [archive] in
+            (try archive.needsSnapshot(), try archive.snapshotResumePoint(), try archive.acknowledgedByHeadquarters())
+        }
         guard needed else { return }
         logger.notice(
             "bootstrapping this branch's customers from a snapshot at headquarters",
@@ -620,7 +623,7 @@ public final class BranchClient: Sendable {
                     customers: try message.customers.map { try RecordKey(bytes: $0) }, set: set, sent: Int(clamping: message.sent),
                     total: Int(clamping: message.total), done: message.done, digest: [UInt8](message.digest),
                     refused: try message.refused.prefix(10_000).map(RefusedWrite.init(wire:)))
-                let progress = try await Blocking.run { [archive] in try archive.applySnapshot(part) }
+                let progress = try await Blocking.run { [archive] in try archive.applySnapshot(part, acknowledgedBeforeRead: acknowledged) }
                 self.metrics.add(SyncMetrics.applied, ["direction": "pulled"], set.changes.count)
                 tracker.update {
                     $0.pulledChanges += set.changes.count

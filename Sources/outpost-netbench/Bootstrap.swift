@@ -77,7 +77,7 @@ func bootstrapBenchmark(
     // Where the time goes, one stage after another: HQ's read, the encoding, the branch's apply.
     let probe = try Archive.create(at: dir.file("bootstrap-probe.sqlite"), site: target, role: .branch)
     let applyStart = ContinuousClock.now
-    for part in parts { try probe.applySnapshot(part) }
+    for part in parts { try probe.applySnapshot(part, acknowledgedBeforeRead: 0) }
     let applySeconds = seconds(since: applyStart)
     print(
         "  snapshot: \(parts.count) parts, \(snapshotBytes) bytes on the wire (\(fmt(Double(snapshotBytes) / Double(rows.count), 1)) B per customer); one stage after another: HQ reads it in \(fmt(readSeconds)) s, encodes it in \(fmt(encodeSeconds)) s, the branch applies it in \(fmt(applySeconds)) s"

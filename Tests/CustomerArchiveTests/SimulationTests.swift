@@ -28,37 +28,14 @@ struct SimulationTests {
         for seed in seeds {
             do {
                 let s = try Simulation(seed: seed, steps: steps).run()
-                totals.operations += s.operations
-                totals.exchanges += s.exchanges
-                totals.droppedBatches += s.droppedBatches
-                totals.crashes += s.crashes
-                totals.conflicts += s.conflicts
-                totals.erasures += s.erasures
-                totals.writes += s.writes
-                totals.merges += s.merges
-                totals.restores += s.restores
-                totals.hostileWrites += s.hostileWrites
-                totals.refusedAtDoor += s.refusedAtDoor
-                totals.refusedNotHome += s.refusedNotHome
-                totals.assignments += s.assignments
-                totals.fetches += s.fetches
-                totals.setAside += s.setAside
-                totals.compactedChanges += s.compactedChanges
-                totals.hqCompactedWrites += s.hqCompactedWrites
-                totals.hqCompactedMoves += s.hqCompactedMoves
-                totals.snapshotParts += s.snapshotParts
-                totals.snapshotPartsLost += s.snapshotPartsLost
-                totals.rehomings += s.rehomings
-                totals.lapsedReasons += s.lapsedReasons
-                totals.evictions += s.evictions
-                totals.evictionsWaited += s.evictionsWaited
+                totals += s
             } catch {
                 failures.append(error.description)
                 if failures.count >= 3 { break }
             }
         }
         print(
-            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches, \(totals.hqCompactedWrites) superseded writes and \(totals.hqCompactedMoves) moves compacted away at HQ, \(totals.snapshotParts) snapshot parts applied at first contact (\(totals.snapshotPartsLost) lost on the line); scope: \(totals.rehomings) re-homings, \(totals.assignments) assignments given or withdrawn, \(totals.fetches) fetches, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions (\(totals.evictionsWaited) more waited for HQ to acknowledge the branch's own changes), \(totals.refusedNotHome) writes refused for write authority and reset at their branch"
+            "simulation: \(seeds.count) seeds in \(String(format: "%.1f", Date().timeIntervalSince(started))) s — \(totals.operations) operations, \(totals.writes) field writes, \(totals.exchanges) exchanges, \(totals.droppedBatches) dropped batches, \(totals.crashes) crashes, \(totals.conflicts) conflicts journaled, \(totals.erasures) erasures, \(totals.merges) merges, \(totals.restores) restores from backups, \(totals.hostileWrites) hostile writes (\(totals.refusedAtDoor) refused at HQ's door, \(totals.setAside) set aside), \(totals.compactedChanges) changes compacted away at branches, \(totals.hqCompactedWrites) superseded writes and \(totals.hqCompactedMoves) moves compacted away at HQ, \(totals.snapshotParts) snapshot parts applied at first contact (\(totals.snapshotPartsLost) lost on the line, \(totals.pushesDuringBootstrap) pushes acknowledged between a part's read and its apply); \(totals.filesApplied) sets from HQ carried as scoped files (\(totals.filesOverlapping) overlapping the cursor, \(totals.filesSkipped) behind it and skipped); scope: \(totals.rehomings) re-homings, \(totals.assignments) assignments given or withdrawn, \(totals.fetches) fetches, \(totals.lapsedReasons) lapsed reasons, \(totals.evictions) evictions (\(totals.evictionsWaited) more waited for HQ to acknowledge the branch's own changes), \(totals.refusedNotHome) writes refused for write authority and reset at their branch"
         )
         // The door's paths must have run, or the simulation proves nothing about them.
         if seeds.count >= 200 && failures.isEmpty {
@@ -66,6 +43,7 @@ struct SimulationTests {
             #expect(totals.rehomings > 0 && totals.evictions > 0, "no customer moved out of a branch's scope")
             #expect(totals.snapshotParts > 0 && totals.snapshotPartsLost > 0, "no branch bootstrapped from a snapshot across a broken line")
             #expect(totals.hqCompactedWrites > 0 && totals.hqCompactedMoves > 0, "HQ never compacted anything away, so no branch resumed across it")
+            #expect(totals.pushesDuringBootstrap > 0, "no push was acknowledged while a branch bootstrapped")
             #expect(totals.refusedNotHome > 0, "no branch wrote a customer HQ had re-homed away, so no refusal was answered in a stream")
         }
         for f in failures {

@@ -18,7 +18,7 @@ struct SnapshotTests {
             let part = try hq.snapshot(for: branch.site, after: try branch.snapshotResumePoint(), maxChanges: maxChanges)
             parts += 1
             if interrupt(parts) { continue }
-            try branch.applySnapshot(part)
+            try branch.applySnapshot(part, acknowledgedBeforeRead: .max)
             try between(parts)
         }
         return parts
@@ -89,16 +89,16 @@ struct SnapshotTests {
             tampered.set.changes[tampered.set.changes.count - 1].body = .fields(writes)
         }
         let before = try wh01.canonicalDump()
-        #expect(throws: ArchiveError.self) { try wh01.applySnapshot(tampered) }
+        #expect(throws: ArchiveError.self) { try wh01.applySnapshot(tampered, acknowledgedBeforeRead: .max) }
         #expect(try wh01.canonicalDump() == before)
         #expect(try wh01.snapshotProgress() == nil)
         // A later part before the first: refused, nothing kept.
         let second = try hq.snapshot(for: wh01.site, after: first.customers.last, maxChanges: 3)
-        #expect(throws: ArchiveError.self) { try wh01.applySnapshot(second) }
+        #expect(throws: ArchiveError.self) { try wh01.applySnapshot(second, acknowledgedBeforeRead: .max) }
         #expect(try wh01.canonicalDump() == before)
-        try wh01.applySnapshot(first)
-        #expect(throws: ArchiveError.self) { try wh01.applySnapshot(first) }
-        try wh01.applySnapshot(second)
+        try wh01.applySnapshot(first, acknowledgedBeforeRead: .max)
+        #expect(throws: ArchiveError.self) { try wh01.applySnapshot(first, acknowledgedBeforeRead: .max) }
+        try wh01.applySnapshot(second, acknowledgedBeforeRead: .max)
         try Self.bootstrap(wh01, from: hq, maxChanges: 3)
         #expect(try wh01.canonicalDump() == hq.canonicalDump(scope: wh01.site))
     }
@@ -122,7 +122,7 @@ struct SnapshotTests {
         #expect(part.customers == [own.id] && part.done)
         // Reset to HQ's state (the digest matches it), then its own edit on top; the
         // customer moved away is evicted.
-        try wh02.applySnapshot(part)
+        try wh02.applySnapshot(part, acknowledgedBeforeRead: .max)
         #expect(try wh02.customer(own.id.description)["region"] == .text("武汉"))
         #expect(try wh02.customer(own.id.description)["notes"] == .text("未推送"))
         #expect(throws: ArchiveError.self) { try wh02.customer(gone.id.description) }
@@ -153,7 +153,7 @@ struct SnapshotTests {
         try cd01.acknowledgeSent(to: .headquarters, through: try hq.cursor(for: cd01.site).receivedThrough)
         let part = try hq.snapshot(for: cd01.site, after: nil)
         #expect(part.customers.isEmpty && part.refused.count == 1)
-        try cd01.applySnapshot(part)
+        try cd01.applySnapshot(part, acknowledgedBeforeRead: .max)
         #expect(try cd01.refusedChanges().contains { $0.reason == "NOT_HOME" })
         #expect(try cd01.countOwnChanges(after: try cd01.cursor(for: .headquarters).sentThrough) == 1, "the contact HQ has not seen waits")
         // Pushed, the contact makes CD01 serve the customer again: it arrives as HQ has it.

@@ -232,10 +232,13 @@ extension Session {
     /// - Parameter waiting: when the site has changes to the customer headquarters has not
     ///   acknowledged, queue the eviction (true) or leave the customer alone (false: a snapshot,
     ///   where those changes, once at headquarters, decide whether the branch holds it).
+    /// - Parameter acknowledged: at most this much of this site's log counts as acknowledged
+    ///   (a snapshot part: what headquarters had acknowledged before it read the part; a later
+    ///   acknowledgement may cover writes that entered the scope after the part's cut).
     @discardableResult
-    mutating func evict(_ customer: RecordKey, waiting: Bool = true) throws -> Bool {
+    mutating func evict(_ customer: RecordKey, waiting: Bool = true, acknowledged: UInt64 = .max) throws -> Bool {
         let holding = try holding(of: customer)
-        if try hasUnacknowledgedChanges(holding) {
+        if try hasUnacknowledgedChanges(holding, acknowledged: acknowledged) {
             if waiting {
                 try db.cachedStatement(sql: "INSERT OR IGNORE INTO scope_evictions(customer, since) VALUES (?, ?)").execute(
                     arguments: [customer.data, Int64(clamping: wall)])
@@ -262,10 +265,11 @@ extension Session {
 
     /// Whether this site logged a change to any of the records that headquarters has not
     /// acknowledged.
-    func hasUnacknowledgedChanges(_ holding: [(TableSchema, [Data])]) throws -> Bool {
-        let acknowledged =
+    func hasUnacknowledgedChanges(_ holding: [(TableSchema, [Data])], acknowledged limit: UInt64 = .max) throws -> Bool {
+        let sent =
             try Int64.fetchOne(
                 try db.cachedStatement(sql: "SELECT sent_through FROM cursors WHERE peer = ?"), arguments: [core.headquarters.code]) ?? 0
+        let acknowledged = min(sent, Int64(clamping: limit))
         let unacknowledged = try db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM changelog WHERE key = ? AND seq > ?)")
         for (_, keys) in holding {
             for key in keys where try Bool.fetchOne(unacknowledged, arguments: [key, acknowledged]) == true { return true }
