@@ -19,15 +19,21 @@ public struct ApplyOptions: Sendable {
     /// to a branch holds only what the branch held at each change's sequence, so merged out of
     /// its place it could leave part of a customer that the moves around it would not evict.
     public var continuationOnly = false
+    /// With `continuationOnly`, also take a set that overlaps the cursor (`after < cursor <
+    /// through`): a file from headquarters exported from an older cursor. Its moves are net
+    /// over the whole range, so it ends where the sets it overlaps would have.
+    public var acceptOverlap = false
 
     public init(
-        checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true, judgeDomains: Bool = false, continuationOnly: Bool = false
+        checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true, judgeDomains: Bool = false, continuationOnly: Bool = false,
+        acceptOverlap: Bool = false
     ) {
         self.checkDrift = checkDrift
         self.batchSize = batchSize
         self.advanceCursor = advanceCursor
         self.judgeDomains = judgeDomains
         self.continuationOnly = continuationOnly
+        self.acceptOverlap = acceptOverlap
     }
 }
 
@@ -289,7 +295,8 @@ extension Archive {
         // its place, like any scoped set.
         let inPlace = options.continuationOnly || !moves.isEmpty
         if inPlace {
-            guard set.after == (try cursor(for: set.producer).receivedThrough) else {
+            let cursor = try cursor(for: set.producer).receivedThrough
+            guard set.after == cursor || (options.acceptOverlap && Self.place(after: set.after, through: set.through, cursor: cursor) == .applies) else {
                 var skipped = ApplyReport()
                 skipped.outOfOrder = true
                 return skipped

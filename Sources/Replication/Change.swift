@@ -83,12 +83,65 @@ public struct ChangeSet: Hashable, Sendable {
     public var after: UInt64
     public var through: UInt64
     public var changes: [Change]
+    /// Set when headquarters exported the set for one branch as a file: the branch it is for
+    /// and what that branch must do about its scope. On the line the pull's batch carries
+    /// the same facts beside the set, so a set on the line never has one.
+    public var scope: Scope?
 
-    public init(producer: SiteID, schemaVersion: Int, after: UInt64, through: UInt64, changes: [Change]) {
+    public init(producer: SiteID, schemaVersion: Int, after: UInt64, through: UInt64, changes: [Change], scope: Scope? = nil) {
         self.producer = producer
         self.schemaVersion = schemaVersion
         self.after = after
         self.through = through
         self.changes = changes
+        self.scope = scope
+    }
+
+    /// What a set headquarters exported for one branch tells that branch besides its changes
+    /// (CHANGESET.md §5.3): the customers that entered or left its scope in the set's range,
+    /// the branch's own changes headquarters refused there, and how much of the branch's log
+    /// headquarters holds, which lets the branch evict what waited for that.
+    public struct Scope: Hashable, Sendable {
+        /// The branch the set was exported for; any other site refuses it.
+        public var recipient: SiteID
+        /// Headquarters holds the recipient's log up to here (its receive cursor).
+        public var receivedThrough: UInt64
+        /// Customers that entered the scope: their current state is among the changes.
+        public var movedIn: [RecordKey]
+        /// Customers that left the scope: the branch evicts them.
+        public var evicted: [RecordKey]
+        /// The branch's own changes headquarters refused at its door.
+        public var refused: [Refusal]
+
+        public init(recipient: SiteID, receivedThrough: UInt64, movedIn: [RecordKey] = [], evicted: [RecordKey] = [], refused: [Refusal] = []) {
+            self.recipient = recipient
+            self.receivedThrough = receivedThrough
+            self.movedIn = movedIn
+            self.evicted = evicted
+            self.refused = refused
+        }
+
+        /// A change of the recipient's that headquarters refused.
+        public struct Refusal: Hashable, Sendable {
+            /// The refused change's table, record and clock reading (its origin is the recipient).
+            public var table: UInt8
+            public var record: RecordKey
+            public var time: Timestamp
+            /// The customer the record belongs to, whose copy the branch resets.
+            public var customer: RecordKey
+            /// The refusal's name (`NOT_HOME`, `INVALID_VALUE`, `HQ_ONLY`), at most 64 bytes.
+            public var reason: String
+            /// Headquarters' words for the clerk, at most 1,000 bytes; never customer data.
+            public var message: String
+
+            public init(table: UInt8, record: RecordKey, time: Timestamp, customer: RecordKey, reason: String, message: String) {
+                self.table = table
+                self.record = record
+                self.time = time
+                self.customer = customer
+                self.reason = reason
+                self.message = message
+            }
+        }
     }
 }

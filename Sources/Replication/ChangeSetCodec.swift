@@ -36,10 +36,18 @@ public struct CodecLimits: Hashable, Sendable {
 /// ```
 /// Clocks are delta-coded against the previous change and sites are indexes into the set's
 /// site table, so a sorted batch of new records costs a few bytes of overhead per change
-/// before compression. Flag bit 0: body compressed with zlib.
+/// before compression. Flag bit 0: body compressed with zlib. Flag bit 1: the body ends with
+/// a scope section (a set headquarters exported for one branch as a file).
 public enum ChangeSetCodec {
     public static let magic: [UInt8] = [0x4F, 0x50, 0x43, 0x53]  // "OPCS"
     public static let formatVersion: UInt8 = 1
+    /// Flag bit 0: the body is zlib-compressed.
+    static let flagCompressed: UInt8 = 1
+    /// Flag bit 1: the body ends with a scope section (``ChangeSet/Scope``).
+    static let flagScoped: UInt8 = 2
+    /// Refusal texts are cut to these lengths on encoding and refused past them on decoding.
+    static let maximumReasonBytes = 64
+    static let maximumMessageBytes = 1_000
 
     /// Encodes a change set.
     /// - Parameters:
@@ -73,13 +81,14 @@ public enum ChangeSetCodec {
         for s in sites { body.string(s.code) }
         body.varint(UInt64(set.changes.count))
         body.raw(changes.bytes)
+        if let scope = set.scope { encode(scope, into: &body) }
 
         let raw = body.bytes
         let stored = compress ? try Zlib.compress(raw, level: min(max(level, 1), 9)) : raw
         var out = ByteWriter(capacity: stored.count + 64)
         out.raw(magic)
         out.byte(formatVersion)
-        out.byte(compress ? 1 : 0)
+        out.byte((compress ? flagCompressed : 0) | (set.scope == nil ? 0 : flagScoped))
         out.varint(UInt64(set.schemaVersion))
         out.string(set.producer.code)
         out.varint(set.after)
@@ -95,6 +104,8 @@ public enum ChangeSetCodec {
     public struct Header: Hashable, Sendable {
         public var formatVersion: UInt8
         public var compressed: Bool
+        /// The body ends with a scope section: headquarters exported the set for one branch.
+        public var scoped: Bool
         public var schemaVersion: Int
         public var producer: SiteID
         public var after: UInt64
@@ -123,7 +134,7 @@ public enum ChangeSetCodec {
                 .unsupportedFormat, "change-set format \(format) is not supported by this version (it reads format \(formatVersion)); upgrade Outpost")
         }
         let flags = try r.byte()
-        guard flags & ~1 == 0 else { throw r.fail("unknown flags \(flags)") }
+        guard flags & ~(flagCompressed | flagScoped) == 0 else { throw r.fail("unknown flags \(flags)") }
         let schema = try r.varint()
         guard schema <= UInt64(Int32.max) else { throw r.fail("schema version out of range") }
         let producerCode = try r.string(limit: 64)
@@ -142,14 +153,14 @@ public enum ChangeSetCodec {
         guard UInt64(r.remaining) == storedLength else {
             throw r.fail("body length mismatch: declares \(storedLength) bytes, \(r.remaining) present")
         }
-        if flags & 1 == 0 && rawLength != storedLength { throw r.fail("uncompressed body length mismatch") }
+        if flags & flagCompressed == 0 && rawLength != storedLength { throw r.fail("uncompressed body length mismatch") }
         // Deflate cannot expand data more than about 1032 to 1: a larger claim is a lie that
         // would only make the decoder allocate for nothing.
-        if flags & 1 == 1 && rawLength > storedLength * 1032 + 64 {
+        if flags & flagCompressed != 0 && rawLength > storedLength * 1032 + 64 {
             throw r.fail("body declares \(rawLength) bytes inflated from \(storedLength): more than deflate can produce")
         }
         return Header(
-            formatVersion: format, compressed: flags & 1 == 1, schemaVersion: Int(schema), producer: producer,
+            formatVersion: format, compressed: flags & flagCompressed != 0, scoped: flags & flagScoped != 0, schemaVersion: Int(schema), producer: producer,
             after: after, through: through, rawLength: Int(rawLength), storedLength: Int(storedLength),
             checksum: checksum, bodyOffset: r.offset)
     }
@@ -192,8 +203,75 @@ public enum ChangeSetCodec {
             let body = try ChangeBodyCodec.decode(kind, time: Timestamp(rawValue: time), from: &r, limits: limits, site: site)
             changes.append(Change(table: table, key: key, stamp: Stamp(time: Timestamp(rawValue: time), site: origin), body: body))
         }
+        let scope = h.scoped ? try decodeScope(from: &r) : nil
         guard r.isAtEnd else { throw r.fail("\(r.remaining) bytes of trailing data") }
-        return ChangeSet(producer: h.producer, schemaVersion: h.schemaVersion, after: h.after, through: h.through, changes: changes)
+        return ChangeSet(producer: h.producer, schemaVersion: h.schemaVersion, after: h.after, through: h.through, changes: changes, scope: scope)
+    }
+
+    /// The scope section (CHANGESET.md §5.3), after the changes:
+    /// `recipient str | received_through varint | moved_in count, keys | evicted count, keys
+    /// | refused count, refusals`; a refusal is `table u8 | record key | time u64 varint
+    /// | customer key | reason str | message str`.
+    static func encode(_ scope: ChangeSet.Scope, into w: inout ByteWriter) {
+        w.string(scope.recipient.code)
+        w.varint(scope.receivedThrough)
+        for keys in [scope.movedIn, scope.evicted] {
+            w.varint(UInt64(keys.count))
+            for key in keys { w.key(key) }
+        }
+        w.varint(UInt64(scope.refused.count))
+        for refusal in scope.refused {
+            w.byte(refusal.table)
+            w.key(refusal.record)
+            w.varint(refusal.time.rawValue)
+            w.key(refusal.customer)
+            w.string(Self.prefix(refusal.reason, bytes: maximumReasonBytes))
+            w.string(Self.prefix(refusal.message, bytes: maximumMessageBytes))
+        }
+    }
+
+    static func decodeScope(from r: inout ByteReader) throws(ReplicationError) -> ChangeSet.Scope {
+        let code = try r.string(limit: 64)
+        guard let recipient = try? SiteID(code) else { throw r.fail("the scope's recipient site code is not valid") }
+        let receivedThrough = try r.varint()
+        guard receivedThrough <= UInt64(Int64.max) else { throw r.fail("the scope's received cursor is out of bounds") }
+        var lists: [[RecordKey]] = []
+        for what in ["moved-in count", "evicted count"] {
+            // Each key takes 16 bytes, which bounds the count before allocating.
+            let count = try r.length(limit: r.remaining / 16, what)
+            var keys: [RecordKey] = []
+            keys.reserveCapacity(count)
+            for _ in 0..<count { keys.append(try r.key()) }
+            lists.append(keys)
+        }
+        // A refusal takes at least 36 bytes.
+        let count = try r.length(limit: r.remaining / 36, "refusal count")
+        var refused: [ChangeSet.Scope.Refusal] = []
+        refused.reserveCapacity(count)
+        for _ in 0..<count {
+            let table = try r.byte()
+            let record = try r.key()
+            let time = Timestamp(rawValue: try r.varint())
+            let customer = try r.key()
+            let reason = try r.string(limit: maximumReasonBytes)
+            let message = try r.string(limit: maximumMessageBytes)
+            refused.append(.init(table: table, record: record, time: time, customer: customer, reason: reason, message: message))
+        }
+        return ChangeSet.Scope(recipient: recipient, receivedThrough: receivedThrough, movedIn: lists[0], evicted: lists[1], refused: refused)
+    }
+
+    /// The longest prefix of `text` of at most `bytes` UTF-8 bytes that ends on a character.
+    static func prefix(_ text: String, bytes: Int) -> String {
+        guard text.utf8.count > bytes else { return text }
+        var out = ""
+        var used = 0
+        for character in text {
+            let size = character.utf8.count
+            if used + size > bytes { break }
+            out.append(character)
+            used += size
+        }
+        return out
     }
 }
 
