@@ -24,10 +24,11 @@ extension Archive {
     ///   refused as a whole and nothing was written.
     ///   - moves: headquarters' scope moves for a set it sent this branch (nil for a set that
     ///     is not scoped); a scoped set is taken only where it continues the cursor.
+    ///   - acknowledgedBeforeRead: see ``ApplyOptions/acknowledgedBeforeRead``.
     @discardableResult
     public func admit(
         _ set: ChangeSet, from site: SiteID, moves: ScopeMoves? = nil, maximumChanges: Int? = nil, batchSize: Int = 5_000,
-        progress: ((Int, Int) -> Void)? = nil
+        acknowledgedBeforeRead: UInt64 = .max, progress: ((Int, Int) -> Void)? = nil
     ) throws -> ApplyReport {
         try judge(set, from: site, maximumChanges: maximumChanges)
         let atHeadquarters = self.site == headquarters
@@ -35,7 +36,8 @@ extension Archive {
         return try apply(
             set, moves: moves ?? ScopeMoves(),
             options: ApplyOptions(
-                checkDrift: true, batchSize: batchSize, advanceCursor: true, judgeDomains: atHeadquarters, continuationOnly: moves != nil && !atHeadquarters),
+                checkDrift: true, batchSize: batchSize, advanceCursor: true, judgeDomains: atHeadquarters, continuationOnly: moves != nil && !atHeadquarters,
+                acknowledgedBeforeRead: acknowledgedBeforeRead),
             progress: progress)
     }
 

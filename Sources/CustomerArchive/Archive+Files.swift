@@ -27,7 +27,10 @@ extension Archive {
         guard site != headquarters else { throw ArchiveError(.invalidInput, "headquarters exports files for branches, not for itself") }
         // Read first: the cursor only grows, so the file never claims more than headquarters held.
         let received = try cursor(for: site).receivedThrough
-        var (set, moves) = try exportChanges(for: site, after: after)
+        // The branch's own changes come too: a branch restored from a backup lost those made
+        // after it, and a file cannot know whether it was; one not recovering merges them
+        // without logging them again.
+        var (set, moves) = try exportChanges(for: site, after: after, includeOwn: true)
         set.scope = ChangeSet.Scope(
             recipient: site, receivedThrough: received, movedIn: moves.movedIn, evicted: moves.evicted,
             refused: moves.refused.map {
@@ -61,7 +64,8 @@ extension Archive {
         try judge(set, from: sender)
         if site == headquarters {
             guard set.scope == nil else {
-                throw ArchiveError(.forgedOrigin, "the file carries a branch's scope, which only headquarters writes; headquarters takes a branch's own changes only")
+                throw ArchiveError(
+                    .forgedOrigin, "the file carries a branch's scope, which only headquarters writes; headquarters takes a branch's own changes only")
             }
             return
         }
@@ -91,6 +95,12 @@ extension Archive {
         }
         try judgeFile(set, from: sender)
         guard let scope = set.scope else { throw ArchiveError(.refused, "the file carries no scope section") }
+        if let progress = try snapshotProgress() {
+            throw ArchiveError(
+                .refused,
+                "this branch is still receiving its customers from headquarters over the line (\(progress.sent) of \(progress.total) so far): let 'outpost serve' or 'outpost sync --once' finish it, then apply files"
+            )
+        }
         switch Self.place(after: set.after, through: set.through, cursor: try cursor(for: headquarters).receivedThrough) {
         case .ahead(let cursor):
             throw ArchiveError(
@@ -110,9 +120,15 @@ extension Archive {
             refused: scope.refused.map {
                 RefusedWrite(table: $0.table, record: $0.record, time: $0.time, customer: $0.customer, reason: $0.reason, message: $0.message)
             })
-        return try apply(
-            set, moves: moves, options: ApplyOptions(checkDrift: true, advanceCursor: true, continuationOnly: true, acceptOverlap: true),
+        let report = try apply(
+            set, moves: moves,
+            options: ApplyOptions(
+                checkDrift: true, advanceCursor: true, continuationOnly: true, acceptOverlap: true, acknowledgedBeforeRead: scope.receivedThrough),
             progress: progress)
+        // The file held headquarters' whole log at its export, this branch's own changes
+        // included: a recovery from a restore is over, as after a pull to the log's end.
+        if !report.outOfOrder, try recoveringSince() != nil { try finishRecovery() }
+        return report
     }
 
     /// Takes a file's word that headquarters holds this branch's log through `received`, as

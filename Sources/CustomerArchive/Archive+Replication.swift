@@ -23,11 +23,17 @@ public struct ApplyOptions: Sendable {
     /// through`): a file from headquarters exported from an older cursor. Its moves are net
     /// over the whole range, so it ends where the sets it overlaps would have.
     public var acceptOverlap = false
+    /// At a branch: how much of its log headquarters had acknowledged before it read the set
+    /// (a pull's start, a file's `received_through`). A refusal's reset merges again what the
+    /// branch logged above it: a push acknowledged after the read is not in the state the set
+    /// carries, and never comes back in a pull.
+    public var acknowledgedBeforeRead: UInt64 = .max
 
     public init(
         checkDrift: Bool = true, batchSize: Int = 5_000, advanceCursor: Bool = true, judgeDomains: Bool = false, continuationOnly: Bool = false,
-        acceptOverlap: Bool = false
+        acceptOverlap: Bool = false, acknowledgedBeforeRead: UInt64 = .max
     ) {
+        self.acknowledgedBeforeRead = acknowledgedBeforeRead
         self.checkDrift = checkDrift
         self.batchSize = batchSize
         self.advanceCursor = advanceCursor
@@ -379,7 +385,7 @@ extension Archive {
                     }
                     i = j
                 }
-                if resetting { try session.replayUnacknowledged(replay) }
+                if resetting { try session.replayUnacknowledged(replay, acknowledged: options.acknowledgedBeforeRead) }
                 if isLast, let lastly { try lastly(&session) }
                 if isLast && inPlace && core.site != core.headquarters { try applyMoves(moves, &session) }
                 if isLast && options.advanceCursor {

@@ -211,7 +211,8 @@ extension Archive {
     ///   part was asked for). A customer the part does not name is evicted only when
     ///   headquarters held all this branch wrote about it by then: a push acknowledged while the
     ///   part was on its way may bring a customer into the scope after the part's cut, with a
-    ///   move that says the branch holds it already.
+    ///   move that says the branch holds it already. What the branch logged above it is merged
+    ///   again on top of the part's state, which does not hold what headquarters took later.
     /// - Throws: `.outOfOrder` when the part does not start where this branch's bootstrap
     ///   stands, `.malformedChangeSet` when its digest does not match what was stored or it
     ///   holds a record of a customer it does not name (nothing is written either way).
@@ -281,7 +282,7 @@ extension Archive {
                 try session.evict(key, waiting: false, acknowledged: acknowledgedBeforeRead)
             }
             var seen: Set<Data> = []
-            try session.replayUnacknowledged(removed.filter { seen.insert($0).inserted })
+            try session.replayUnacknowledged(removed.filter { seen.insert($0).inserted }, acknowledged: acknowledgedBeforeRead)
             let cut = started ?? Int64(bitPattern: part.cut)
             progress.cut = UInt64(bitPattern: cut)
             progress.after = part.customers.last?.description ?? resume?.description

@@ -48,15 +48,20 @@ struct ChangesCommand: ParsableCommand {
                 (default 0: everything) to FILE, atomically (FILE.tmp, then renamed), readable by \
                 the owner only: it carries customer data. Files follow the star of the line: a \
                 branch exports its own changes, for headquarters (the range still covers the rest \
-                of its log); headquarters exports for a branch, and --for SITE exports what that \
-                branch's scope needs (the customers it holds, as its pull would carry them) and \
-                leaves out the changes that came from that site, which it already holds. Files \
-                carry no evictions yet: a customer that leaves the branch's scope stays there. The \
-                command prints the range covered and the --since to give next time.
+                of its log); headquarters exports for one branch, named by --for SITE, what that \
+                branch's pull would carry: the customers of its scope with what hangs off them, \
+                the customers that left its scope (the branch evicts them), the branch's writes \
+                headquarters refused (the branch journals them and returns to headquarters' \
+                state) and how much of the branch's log headquarters holds (the branch may then \
+                evict what waited for that). Only that branch applies the file. The command \
+                prints the range covered and the --since to give next time; a branch applies \
+                headquarters' file when it continues or overlaps what the branch holds, so a \
+                --since at or below the branch's last file's is always safe.
 
                 Examples:
-                  outpost changes export --out /media/usb/SH01-all.opcs
-                  outpost changes export --for HQ --since 120 --out /media/usb/SH01.opcs
+                  (at SH01)  outpost changes export --out /media/usb/SH01-all.opcs
+                  (at SH01)  outpost changes export --for HQ --since 120 --out /media/usb/SH01.opcs
+                  (at HQ)    outpost changes export --for SH01 --since 5400 --out /media/usb/HQ-SH01.opcs
                 """)
 
         @Option(help: ArgumentHelp("The file to write.", valueName: "file"))
@@ -65,7 +70,11 @@ struct ChangesCommand: ParsableCommand {
         @Option(help: ArgumentHelp("Export changes after this change-log sequence (default: 0, everything).", valueName: "cursor"))
         var since: UInt64 = 0
 
-        @Option(name: .customLong("for"), help: ArgumentHelp("The site that will apply the set: its own changes are left out.", valueName: "site"))
+        @Option(
+            name: .customLong("for"),
+            help: ArgumentHelp(
+                "The site that will apply the file: headquarters (at a branch), or the branch whose scope it carries (at headquarters, required).",
+                valueName: "site"))
         var forSite: String?
 
         @OptionGroup var storage: DataDirOptions
@@ -78,9 +87,12 @@ struct ChangesCommand: ParsableCommand {
             }
             let set: ChangeSet
             if archive.site == archive.headquarters {
-                // For a branch: its scope only (protocols/README.md §5.6), as its pull carries.
-                // A file carries no moves yet, so a branch fed by files never evicts.
-                set = try peer.map { try archive.exportChanges(for: $0, after: since).set } ?? archive.exportChanges(after: since)
+                // For one branch: its scope with its moves (CHANGESET.md §5.3), as its pull carries.
+                guard let peer else {
+                    throw CLIError(
+                        "name the branch the file is for with --for SITE: a branch holds its scope only, and applies headquarters' files exported for it")
+                }
+                set = try archive.exportFile(for: peer, after: since)
             } else {
                 // Headquarters takes a branch's own changes only (its door refuses a set holding
                 // another site's): what this branch received, headquarters already has.
@@ -99,15 +111,21 @@ struct ChangesCommand: ParsableCommand {
                 signedBy = "no: no certificate at \(credentials.files.certificate)"
             }
             try Files.writeAtomically(bytes, to: out)
-            Output.fields([
-                ("wrote", out),
-                ("changes", String(set.changes.count)),
-                ("producer", set.producer.code),
-                ("range", ChangesOutput.range(set)),
-                ("bytes", String(bytes.count)),
-                ("signed by", signedBy),
-                ("next time", "--since \(set.through)"),
-            ])
+            var fields: [(String, String)] = [("wrote", out), ("changes", String(set.changes.count))]
+            if let section = set.scope {
+                fields += [
+                    ("for", section.recipient.code), ("moved in", String(section.movedIn.count)), ("evicted", String(section.evicted.count)),
+                    ("refused", String(section.refused.count)),
+                ]
+            }
+            Output.fields(
+                fields + [
+                    ("producer", set.producer.code),
+                    ("range", ChangesOutput.range(set)),
+                    ("bytes", String(bytes.count)),
+                    ("signed by", signedBy),
+                    ("next time", "--since \(set.through)"),
+                ])
         }
     }
 
@@ -172,7 +190,7 @@ struct ChangesCommand: ParsableCommand {
                         sender = try ChangeSetCodec.header(of: bytes).producer
                     }
                     set = try ChangeSetCodec.decode(bytes)
-                    try archive.judge(set, from: sender)
+                    try archive.judgeFile(set, from: sender)
                 } catch {
                     throw CLIError("\(file): \(OutpostCommand.message(of: error))")
                 }
@@ -184,10 +202,25 @@ struct ChangesCommand: ParsableCommand {
                 )
             }
             for file in own { Output.error("note: \(file): exported by this site (\(archive.site)); skipped, apply it at another site") }
+            if archive.site != archive.headquarters {
+                // Headquarters' files for this branch apply in the order of their ranges, each
+                // where it continues or overlaps what the branch holds: a missing file stops
+                // the command before anything is applied.
+                sets.sort { $0.1.after < $1.1.after }
+                var holds = try archive.cursor(for: archive.headquarters).receivedThrough
+                for (file, set, _) in sets {
+                    if case .ahead(let cursor) = Archive.place(after: set.after, through: set.through, cursor: holds) {
+                        throw CLIError(
+                            "\(file): the file continues headquarters' log after \(set.after), but this branch holds it only through \(cursor): apply the file that comes before it too, or at headquarters export one with 'outpost changes export --for \(archive.site) --since \(cursor)'; nothing was applied"
+                        )
+                    }
+                    holds = max(holds, set.through)
+                }
+            }
             let tty = Output.stderrIsTerminal
             for (i, (file, set, sender)) in sets.enumerated() {
                 let name = (file as NSString).lastPathComponent
-                let report = try archive.admit(set, from: sender) { done, total in
+                let report = try archive.admitFile(set, from: sender) { done, total in
                     if tty && total > 0 {
                         FileHandle.standardError.write(Data("\rapplying \(name): \(done)/\(total) changes".utf8))
                     }
@@ -375,18 +408,39 @@ struct ChangesCommand: ParsableCommand {
 /// How apply reports print.
 enum ChangesOutput {
     static func report(_ report: ApplyReport, file: String, set: ChangeSet) {
-        Output.fields([
-            ("file", file),
-            ("producer", set.producer.code),
-            ("range", range(set)),
-            ("changes", String(set.changes.count)),
-            ("applied", String(report.applied)),
-            ("unchanged", String(report.unchanged)),
-            ("conflicts", String(report.conflicts) + (report.conflicts > 0 ? " ('outpost conflicts list' shows them)" : "")),
-            ("refused", String(report.refused) + (report.refused > 0 ? " (they break a rule, e.g. an approval above the threshold)" : "")),
-            ("quarantined", String(report.quarantined) + (report.quarantined > 0 ? " ('outpost changes quarantine' lists them)" : "")),
-            ("cursor", report.cursorAdvanced ? "advanced to \(set.through) for \(set.producer)" : "unchanged"),
-        ])
+        if report.outOfOrder {
+            // Only headquarters' scoped files are skipped so, wholly behind the branch's cursor.
+            return Output.fields([
+                ("file", file),
+                ("producer", set.producer.code),
+                ("range", range(set)),
+                ("skipped", "this branch already holds headquarters' log through the end of the file's range; nothing was applied"),
+            ])
+        }
+        var scope: [(String, String)] = []
+        if let section = set.scope {
+            scope = [
+                ("moved in", String(section.movedIn.count)),
+                (
+                    "evicted",
+                    String(section.evicted.count) + (section.evicted.isEmpty ? "" : " (those with changes headquarters does not hold yet wait for them)")
+                ),
+                ("refused", String(section.refused.count) + (section.refused.isEmpty ? "" : " of this branch's writes ('outpost changes refused' lists them)")),
+            ]
+        }
+        Output.fields(
+            [
+                ("file", file),
+                ("producer", set.producer.code),
+                ("range", range(set)),
+                ("changes", String(set.changes.count)),
+                ("applied", String(report.applied)),
+                ("unchanged", String(report.unchanged)),
+                ("conflicts", String(report.conflicts) + (report.conflicts > 0 ? " ('outpost conflicts list' shows them)" : "")),
+                ("refused", String(report.refused) + (report.refused > 0 ? " (they break a rule, e.g. an approval above the threshold)" : "")),
+                ("quarantined", String(report.quarantined) + (report.quarantined > 0 ? " ('outpost changes quarantine' lists them)" : "")),
+                ("cursor", report.cursorAdvanced ? "advanced to \(set.through) for \(set.producer)" : "unchanged"),
+            ] + scope)
     }
 
     /// The producer's change-log sequences a set covers.

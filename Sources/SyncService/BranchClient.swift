@@ -648,8 +648,10 @@ public final class BranchClient: Sendable {
         _ sync: WireSync.Client<HTTP2ClientTransport.Posix>, follow: Bool, maxBytes: Int, tracker: ProgressTracker
     ) async throws {
         let hqSite = archive.headquarters
-        let (start, recovering) = try await Blocking.run { [archive] in
-            (try archive.cursor(for: hqSite).receivedThrough, try archive.recoveringSince() != nil)
+        // What headquarters had acknowledged before it reads any batch of this call: the push
+        // runs beside the pull (ApplyOptions.acknowledgedBeforeRead).
+        let (start, recovering, acknowledged) = try await Blocking.run { [archive] in
+            (try archive.cursor(for: hqSite).receivedThrough, try archive.recoveringSince() != nil, try archive.acknowledgedByHeadquarters())
         }
         if recovering {
             logger.notice("restored from a backup: fetching back from headquarters what this site wrote after it", metadata: ["after": "\(start)"])
@@ -729,7 +731,9 @@ public final class BranchClient: Sendable {
                                 movedIn: try batch.movedIn.map { try RecordKey(bytes: $0) }, evicted: try batch.evicted.map { try RecordKey(bytes: $0) },
                                 refused: try batch.refused.map(RefusedWrite.init(wire:)))
                             let report = try archive.apply(
-                                set, moves: moves, options: ApplyOptions(checkDrift: true, batchSize: .max, advanceCursor: true, continuationOnly: true))
+                                set, moves: moves,
+                                options: ApplyOptions(
+                                    checkDrift: true, batchSize: .max, advanceCursor: true, continuationOnly: true, acknowledgedBeforeRead: acknowledged))
                             let cursor = try archive.cursor(for: hqSite).receivedThrough
                             // Recovery ends once the log is pulled to its end with this
                             // site's own changes in it: nothing written here is missing.

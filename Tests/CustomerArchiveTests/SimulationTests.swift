@@ -44,6 +44,7 @@ struct SimulationTests {
             #expect(totals.snapshotParts > 0 && totals.snapshotPartsLost > 0, "no branch bootstrapped from a snapshot across a broken line")
             #expect(totals.hqCompactedWrites > 0 && totals.hqCompactedMoves > 0, "HQ never compacted anything away, so no branch resumed across it")
             #expect(totals.pushesDuringBootstrap > 0, "no push was acknowledged while a branch bootstrapped")
+            #expect(totals.filesApplied > 0 && totals.filesOverlapping > 0 && totals.filesSkipped > 0, "no branch was fed by files from older cursors")
             #expect(totals.refusedNotHome > 0, "no branch wrote a customer HQ had re-homed away, so no refusal was answered in a stream")
         }
         for f in failures {

@@ -7,9 +7,9 @@ import Testing
 /// stays intact after every kill and ends exactly where an uninterrupted apply ends.
 @Suite("SIGKILL during apply")
 struct CrashTests {
-    /// A change set of `count` new customers (SH01's, relayed in a file from headquarters:
-    /// a branch applies headquarters' files only).
-    static func changeSetFile(count: Int, at path: String) throws {
+    /// A change set of `count` new customers (SH01's, relayed in a file from headquarters for
+    /// `recipient`: a branch applies headquarters' files exported for it only).
+    static func changeSetFile(count: Int, at path: String, for recipient: String) throws {
         var rng = SplitMix64(seed: 7)
         let site = try SiteID("SH01")
         let t0: UInt64 = 1_767_225_600_000
@@ -26,18 +26,20 @@ struct CrashTests {
                         FieldWrite(column: 13, value: .integer(Int64(i) * 100)),
                     ])))
         }
-        let set = ChangeSet(producer: .headquarters, schemaVersion: 1, after: 0, through: UInt64(count), changes: changes)
+        let set = ChangeSet(
+            producer: .headquarters, schemaVersion: 1, after: 0, through: UInt64(count), changes: changes,
+            scope: ChangeSet.Scope(recipient: try SiteID(recipient), receivedThrough: 0))
         try Data(try ChangeSetCodec.encode(set)).write(to: URL(fileURLWithPath: path))
     }
 
     @Test("killing apply at random moments loses nothing, doubles nothing, and a re-run completes it")
     func killDuringApply() throws {
         let sandbox = try Sandbox()
-        let file = sandbox.path("sh01.ocs")
-        try Self.changeSetFile(count: 30_000, at: file)
         let reference = try sandbox.initializedSite("BJ01")
+        let referenceFile = sandbox.path("for-BJ01.ocs")
+        try Self.changeSetFile(count: 30_000, at: referenceFile, for: "BJ01")
         let started = Date()
-        try reference.ok("changes", "apply", file)
+        try reference.ok("changes", "apply", referenceFile)
         // Kill within the span an uninterrupted apply takes on this machine.
         let span = max(0.2, Date().timeIntervalSince(started))
         let expected = try reference.dump()
@@ -51,6 +53,8 @@ struct CrashTests {
             // A fresh site each time, so every kill lands in a first apply; killed twice, then
             // completed.
             let victim = try sandbox.initializedSite("GZ0\(cycle + 1)")
+            let file = sandbox.path("for-GZ0\(cycle + 1).ocs")
+            try Self.changeSetFile(count: 30_000, at: file, for: "GZ0\(cycle + 1)")
             for _ in 0..<2 {
                 let p = Process()
                 p.executableURL = executable

@@ -14,7 +14,76 @@ struct CodecTests {
             if g.rng.next() % 4 == 0 { c.body = .append([ColumnValue(column: 0, value: g.value()), ColumnValue(column: 3, value: .text("备注 \(i)"))]) }
             changes.append(c)
         }
-        return ChangeSet(producer: SiteID(unchecked: "SH01"), schemaVersion: 1, after: 7, through: 99, changes: changes)
+        // Every other seed: a file headquarters exported for one branch, with its scope section.
+        var scope: ChangeSet.Scope?
+        if seed % 2 == 1 {
+            func keys() -> [RecordKey] { (0..<(g.rng.next() % 4)).map { _ in RecordKey(high: g.rng.next(), low: g.rng.next()) } }
+            scope = ChangeSet.Scope(
+                recipient: SiteID(unchecked: "BJ01"), receivedThrough: g.rng.next() >> 1, movedIn: keys(), evicted: keys(),
+                refused: (0..<(g.rng.next() % 3)).map { i in
+                    .init(
+                        table: UInt8(1 + i), record: RecordKey(high: g.rng.next(), low: 1), time: Timestamp(rawValue: g.rng.next()),
+                        customer: RecordKey(high: g.rng.next(), low: 2), reason: "NOT_HOME", message: "客户 SH01-C-00000\(i) 由 SH01 管理")
+                })
+        }
+        return ChangeSet(producer: SiteID(unchecked: "SH01"), schemaVersion: 1, after: 7, through: 99, changes: changes, scope: scope)
+    }
+
+    @Test("a scope section round-trips; its texts are cut on a character; a lying count is refused before allocating")
+    func scopeSection() throws {
+        let set = Self.sampleSet(seed: 7)
+        let bytes = try ChangeSetCodec.encode(set)
+        #expect(try ChangeSetCodec.header(of: bytes).scoped)
+        #expect(!(try ChangeSetCodec.header(of: try ChangeSetCodec.encode(Self.sampleSet(seed: 8)))).scoped)
+        #expect(try ChangeSetCodec.decode(bytes).scope == set.scope)
+
+        var long = set
+        long.scope?.refused = [
+            .init(
+                table: 1, record: RecordKey(high: 1, low: 1), time: Timestamp(rawValue: 5), customer: RecordKey(high: 2, low: 2),
+                reason: String(repeating: "原因", count: 40), message: String(repeating: "说明", count: 400))
+        ]
+        let decoded = try #require(try ChangeSetCodec.decode(try ChangeSetCodec.encode(long)).scope?.refused.first)
+        #expect(decoded.reason == String(repeating: "原因", count: 10) + "原")  // 63 of at most 64 bytes
+        #expect(decoded.message.utf8.count <= 1_000 && decoded.message.utf8.count > 990)
+
+        // A body whose scope section claims a billion evicted customers in a few bytes.
+        var body = ByteWriter(capacity: 64)
+        body.varint(0)  // no sites
+        body.varint(0)  // no changes
+        body.string("BJ01")
+        body.varint(0)
+        body.varint(0)  // moved in
+        body.varint(1_000_000_000)  // evicted
+        var lie = ByteWriter(capacity: 64)
+        lie.raw(ChangeSetCodec.magic)
+        lie.byte(ChangeSetCodec.formatVersion)
+        lie.byte(2)
+        lie.varint(1)
+        lie.string("HQ")
+        lie.varint(0)
+        lie.varint(1)
+        lie.varint(UInt64(body.bytes.count))
+        lie.varint(UInt64(body.bytes.count))
+        lie.uint32(crc32(body.bytes))
+        lie.raw(body.bytes)
+        #expect { try ChangeSetCodec.decode(lie.bytes) } throws: {
+            ($0 as? ReplicationError)?.code == .malformedChangeSet && "\($0)".contains("evicted count")
+        }
+        // A flag no version knows is refused.
+        var unknown = bytes
+        unknown[5] |= 4
+        #expect { try ChangeSetCodec.decode(unknown) } throws: { "\($0)".contains("unknown flags") }
+    }
+
+    /// zlib's CRC-32, written out so the test does not lean on the codec's own.
+    func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes {
+            crc ^= UInt32(b)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return ~crc
     }
 
     @Test("encoding round-trips, compressed or not", arguments: Array(UInt64(1)...100))

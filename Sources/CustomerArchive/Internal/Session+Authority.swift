@@ -168,11 +168,17 @@ extension Session {
     /// Merges again, without logging, this site's changes to `keys` that headquarters has not
     /// acknowledged (they wait to be pushed, and will be judged then) over headquarters' state,
     /// leaving out every refused write.
-    mutating func replayUnacknowledged(_ keys: [Data]) throws {
+    ///
+    /// `acknowledged` bounds what counts as acknowledged: what headquarters had acknowledged
+    /// before it read the state being merged. A push acknowledged after that read is not in
+    /// the state, and a branch's own changes never come back in its pull, so they must be
+    /// merged again here (merging what the state already holds changes nothing).
+    mutating func replayUnacknowledged(_ keys: [Data], acknowledged limit: UInt64 = .max) throws {
         guard !keys.isEmpty else { return }
-        let acknowledged =
+        let sent =
             try Int64.fetchOne(
                 try db.cachedStatement(sql: "SELECT sent_through FROM cursors WHERE peer = ?"), arguments: [core.headquarters.code]) ?? 0
+        let acknowledged = min(sent, Int64(clamping: limit))
         let read = try db.cachedStatement(
             sql: """
                 SELECT seq, tbl, key, kind, hlc, site, body FROM changelog WHERE key = ? AND seq > ?
