@@ -32,10 +32,7 @@ extension Archive {
         // without logging them again.
         var (set, moves) = try exportChanges(for: site, after: after, includeOwn: true)
         set.scope = ChangeSet.Scope(
-            recipient: site, receivedThrough: received, movedIn: moves.movedIn, evicted: moves.evicted,
-            refused: moves.refused.map {
-                .init(table: $0.table, record: $0.record, time: $0.time, customer: $0.customer, reason: $0.reason, message: $0.message)
-            })
+            recipient: site, receivedThrough: received, movedIn: moves.movedIn, evicted: moves.evicted, refused: moves.refused)
         return set
     }
 
@@ -115,11 +112,7 @@ extension Archive {
             break
         }
         try acknowledgeFromFile(headquartersHolds: scope.receivedThrough)
-        let moves = ScopeMoves(
-            movedIn: scope.movedIn, evicted: scope.evicted,
-            refused: scope.refused.map {
-                RefusedWrite(table: $0.table, record: $0.record, time: $0.time, customer: $0.customer, reason: $0.reason, message: $0.message)
-            })
+        let moves = ScopeMoves(movedIn: scope.movedIn, evicted: scope.evicted, refused: scope.refused)
         let report = try apply(
             set, moves: moves,
             options: ApplyOptions(

@@ -21,27 +21,10 @@ public struct ScopeMoves: Sendable, Hashable {
     public var isEmpty: Bool { movedIn.isEmpty && evicted.isEmpty && refused.isEmpty }
 }
 
-/// A branch's change headquarters refused, as its stream answers it.
-public struct RefusedWrite: Sendable, Hashable {
-    /// The refused change's table, record and clock reading (its origin is the branch).
-    public var table: UInt8
-    public var record: RecordKey
-    public var time: Timestamp
-    /// The customer the record belongs to, whose copy the branch resets.
-    public var customer: RecordKey
-    /// The refusal's name (`NOT_HOME`, `INVALID_VALUE`, `HQ_ONLY`) and headquarters' words.
-    public var reason: String
-    public var message: String
-
-    public init(table: UInt8, record: RecordKey, time: Timestamp, customer: RecordKey, reason: String, message: String) {
-        self.table = table
-        self.record = record
-        self.time = time
-        self.customer = customer
-        self.reason = reason
-        self.message = message
-    }
-}
+/// A branch's change headquarters refused, as its stream (or its file's scope section) answers
+/// it: the refused change's table, record and clock reading, the customer the branch resets,
+/// and the refusal's name and headquarters' words.
+public typealias RefusedWrite = ChangeSet.Scope.Refusal
 
 /// Why headquarters counts a customer in a branch's scope.
 public struct ScopeEntry: Sendable, Hashable, Codable {
