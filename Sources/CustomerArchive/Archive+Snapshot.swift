@@ -84,18 +84,19 @@ extension Archive {
             let session = try Session(db: db, core: core)
             let cut = try Self.logEnd(db)
             // The customers the branch holds at this read: their last move in is "held"; the
-            // same test its pull makes (exportChanges(for:after:)).
+            // same test its pull makes (exportChanges(for:after:)). One walk of the index on
+            // (site, customer, seq, held) in customer order: SQLite takes a bare column from
+            // the row that gives max(seq).
             let scope = """
-                SELECT customer FROM scope_moves m WHERE site = ? AND held != 0
-                AND seq = (SELECT max(seq) FROM scope_moves WHERE site = m.site AND customer = m.customer)
+                SELECT customer FROM (SELECT customer, held, max(seq) FROM scope_moves
+                    WHERE site = ? AND customer > ? GROUP BY customer) WHERE held != 0
                 """
-            // One scan counts both: the whole scope, and what earlier parts covered.
+            // One walk counts both: the whole scope, and what earlier parts covered.
             let counts = try Row.fetchOne(
-                db, sql: "SELECT count(*), coalesce(sum(customer <= ?), 0) FROM (\(scope))", arguments: [after?.data ?? Data(), site.code])
+                db, sql: "SELECT count(*), coalesce(sum(customer <= ?), 0) FROM (\(scope))", arguments: [after?.data ?? Data(), site.code, Data()])
             let total: Int = counts?[0] ?? 0
             let before: Int = counts?[1] ?? 0
-            let next = try Row.fetchCursor(
-                db, sql: "SELECT customer FROM (\(scope)) WHERE customer > ? ORDER BY customer", arguments: [site.code, after?.data ?? Data()])
+            let next = try Row.fetchCursor(db, sql: scope, arguments: [site.code, after?.data ?? Data()])
             var customers: [RecordKey] = []
             var changes: [Change] = after == nil ? try settingsState(session) : []
             var bytes = changes.reduce(0) { $0 + Self.approximateSize($1) }

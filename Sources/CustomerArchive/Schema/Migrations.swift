@@ -159,6 +159,11 @@ enum Migrations {
             try guardTable("scope_fetched", db)
             try db.execute(sql: scopeReasonsView(version: 3))
         }
+        // Local: a branch's scope in customer order, read from one index (a snapshot's parts,
+        // Archive+Snapshot.swift): each customer's last move is the last entry of its run.
+        m.registerMigration("scope-by-site") { db in
+            try db.execute(sql: "CREATE INDEX scope_moves_site_customer ON scope_moves(site, customer, seq, held)")
+        }
         return m
     }
 
