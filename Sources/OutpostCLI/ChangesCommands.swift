@@ -19,9 +19,11 @@ struct ChangesCommand: ParsableCommand {
         discussion: """
             A site exports the changes in its change log after a cursor to a file; another site \
             applies the file. Files follow the same star as the line: headquarters applies \
-            branches' files, a branch applies headquarters' files only. Applying is idempotent \
-            and order-independent: a file applied twice, or files applied in any order, leave \
-            the same archive.
+            branches' files, a branch applies headquarters' files exported for it only. Applying \
+            is idempotent: a file applied twice leaves the same archive. Headquarters takes a \
+            branch's files in any order that leaves no gap in the branch's log; a branch takes \
+            headquarters' files where they continue or overlap what it holds (one command sorts \
+            its files), skips an older one and refuses one past a missing file.
 
             A site with a certificate ('outpost pki') signs the files it exports; a site with a \
             certificate or a CA certificate applies only signed files, whose certificate was \

@@ -363,7 +363,14 @@ struct OutpostCLITests {
         try hq.ok("changes", "apply", toHQ2)
         try branch.ok("changes", "apply", toBranch2)
         try hq.ok("changes", "apply", toHQ2, toHQ)
-        try branch.ok("changes", "apply", toBranch2, toBranch)
+        // HQ's files for SH01 again: both lie behind its cursor now, and are skipped.
+        let again = try branch.ok("changes", "apply", toBranch2, toBranch).stdout
+        #expect(again.components(separatedBy: "skipped:").count == 3, "\(again)")
+        // HQ exports for one branch only; a third site's file is not SH01's to apply.
+        #expect(try hq.refused("changes", "export", "--out", sandbox.path("all.opcs")).contains("--for SITE"))
+        let forGZ = sandbox.path("HQ-GZ01.opcs")
+        try hq.ok("changes", "export", "--for", "GZ01", "--out", forGZ)
+        #expect(try branch.refused("changes", "apply", forGZ).contains("exported by headquarters for GZ01"))
 
         let hqDump = try hq.scopeDump("SH01")
         #expect(try branch.dump() == hqDump)
