@@ -86,12 +86,9 @@ extension Archive {
     /// - Throws: `.outOfOrder` when the file starts past what this branch holds.
     @discardableResult
     public func admitFile(_ set: ChangeSet, from sender: SiteID, progress: ((Int, Int) -> Void)? = nil) throws -> ApplyReport {
-        guard site != headquarters else {
-            try judgeFile(set, from: sender)
-            return try admit(set, from: sender, progress: progress)
-        }
         try judgeFile(set, from: sender)
-        guard let scope = set.scope else { throw ArchiveError(.refused, "the file carries no scope section") }
+        // At a branch ``judgeFile(_:from:)`` made sure of the scope section.
+        guard site != headquarters, let scope = set.scope else { return try admit(set, from: sender, progress: progress) }
         if let progress = try snapshotProgress() {
             throw ArchiveError(
                 .refused,
