@@ -12,6 +12,10 @@ struct StorageFaultTests {
     @Test func aFullDiskPausesSyncingAndResumesWhenSpaceIsFreed() throws {
         let network = try Network(branches: ["SH01"])
         try network.start("HQ")
+        let branch = network.site("SH01")
+        // The branch has bootstrapped (from an empty headquarters), so it accepts local writes
+        // and what fills its disk is the log it follows, not a snapshot.
+        try branch.ok("sync", "--once", "--hq", network.hqAddress)
         // Headquarters holds more of the branch's customers than the branch's disk can take.
         let rows = 12_000
         let csv = network.sandbox.path("many.csv")
@@ -20,7 +24,6 @@ struct StorageFaultTests {
         try text.write(toFile: csv, atomically: true, encoding: .utf8)
         try network.hq.ok("import", "customers", csv)
 
-        let branch = network.site("SH01")
         let disk = try SmallDisk(directory: branch.dataDir, megabytes: 4)
         defer { disk.release() }
         let daemon = try ServeProcess(
@@ -44,9 +47,18 @@ struct StorageFaultTests {
             (doctor.stdout.contains("FAIL  daemon") && doctor.stdout.contains("syncing stopped")) || doctor.stdout.contains("FAIL  disk"),
             "\(doctor.stdout)")
         // A local write on the full disk fails with a plain message and harms nothing.
+        // A filler takes what room is left, and the write is larger than the space the WAL
+        // already holds from the daemon's rolled-back pull, so it must meet the full disk.
         if disk.isFileSystem {
-            let write = try branch.run("customer", "add", "--name", "满了", "--phone", "13912345678")
-            if write.status != 0 { #expect(write.stderr.contains("the disk is full"), "\(write)") }
+            let filler = branch.dataDir + "/filler"
+            _ = try runProcess("/bin/dd", ["if=/dev/zero", "of=" + filler, "bs=64k"])
+            let local = network.sandbox.path("local.csv")
+            var text = "name,phone\n"
+            for i in 0..<5_000 { text += "本地客户\(i),1390\(String(format: "%07d", i))\n" }
+            try text.write(toFile: local, atomically: true, encoding: .utf8)
+            let write = try branch.run("import", "customers", local)
+            #expect(write.status != 0 && write.stderr.contains("the disk is full"), "\(write)")
+            try FileManager.default.removeItem(atPath: filler)
         }
 
         // Space comes back: syncing resumes without a restart and nothing is lost.
