@@ -57,6 +57,13 @@ public struct LogCompaction: Hashable, Sendable {
     public var movesDropped = 0
     /// Records whose log entries were looked at.
     public var recordsExamined = 0
+    /// Rows a record's surviving writes from one origin were packed into, each replacing two
+    /// or more (the ones it replaced count in `changesDropped`).
+    public var rowsPacked = 0
+    /// Stretches of the log rewritten so their pages are full again (``Session/repackLog(window:)``).
+    public var windowsRepacked = 0
+    /// Rows removed per stretch of ``Session/logWindow`` sequences in this pass.
+    var removed: [Int64: Int] = [:]
 
     public init() {}
 }
@@ -108,6 +115,15 @@ extension Archive {
                     try drop.execute(arguments: [site, customer, site, customer])
                     part.movesDropped += db.changesCount
                 }
+                // Where a quarter or more of a stretch's rows went, its pages are refilled.
+                let count = try db.cachedStatement(sql: "SELECT count(*) FROM changelog WHERE seq >= ? AND seq < ?")
+                for (window, removed) in part.removed.sorted(by: { $0.key < $1.key }) {
+                    let left = try Int.fetchOne(count, arguments: [window * Session.logWindow, (window + 1) * Session.logWindow]) ?? 0
+                    guard left > 0, removed * 3 >= left else { continue }
+                    try session.repackLog(window: window)
+                    part.windowsRepacked += 1
+                }
+                part.removed = [:]
                 try db.execute(
                     sql: "INSERT INTO meta(key, value) VALUES ('log_compacted_through', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                     arguments: [to])
@@ -117,68 +133,149 @@ extension Archive {
             total.changesDropped += part.changesDropped
             total.movesDropped += part.movesDropped
             total.recordsExamined += part.recordsExamined
+            total.rowsPacked += part.rowsPacked
+            total.windowsRepacked += part.windowsRepacked
             if !more { return total }
         }
     }
 }
 
 extension Session {
-    /// Drops the superseded writes and existence changes of one record from the log
-    /// (``Archive/compactHeadquartersLog(chunk:)``).
+    /// Drops the superseded writes and existence changes of one record from the log and packs
+    /// the survivors of each origin into one row (``Archive/compactHeadquartersLog(chunk:)``).
+    ///
+    /// The survivors of an origin go to the row of its that comes last in the log, so a write
+    /// only ever moves to a later sequence: a branch resuming from any cursor still receives
+    /// every survivor it has not merged (and may receive again one it has: merging a write the
+    /// branch holds with the same stamp changes nothing). Rows keep a single origin, so a
+    /// branch's pull still leaves out its own changes by the row's site.
     mutating func compactRecord(table: Int64, key: Data, into result: inout LogCompaction) throws {
         let rows = try Row.fetchAll(
-            try db.cachedStatement(sql: "SELECT seq, kind, hlc, site, body FROM changelog WHERE key = ? AND tbl = ? AND kind IN (0, 1) ORDER BY seq"),
+            try db.cachedStatement(
+                sql: "SELECT seq, kind, hlc, site, body FROM changelog WHERE key = ? AND tbl = ? AND kind IN (0, 1, \(LogBody.packedFields)) ORDER BY seq"
+            ),
             arguments: [key, table])
         guard rows.count > 1 else { return }
         struct Entry {
             var seq: Int64
-            var stamp: Stamp
-            var time: Timestamp
-            var body: Change.Body
+            var origin: Int64
+            var site: SiteID
+            var parts: [LogBody.Part]
         }
         var entries: [Entry] = []
         for row in rows {
-            guard let kind = Change.Kind(rawValue: UInt8(clamping: row[1] as Int64)) else { return }
             let time = Timestamp(rawValue: UInt64(bitPattern: row[2] as Int64))
             // A body or site number this version cannot read: the record is left as it is.
-            guard let body = try? decodeLogBody(kind: kind, time: time, bytes: [UInt8](row[4] as Data)),
+            guard let parts = try? decodeLogParts(kind: row[1], time: time, bytes: [UInt8](row[4] as Data)), !parts.isEmpty,
                 let origin = try? site(at: row[3])
             else { return }
-            entries.append(Entry(seq: row[0], stamp: Stamp(time: time, site: origin), time: time, body: body))
+            entries.append(Entry(seq: row[0], origin: row[3], site: origin, parts: parts))
         }
         var greatest: [Int: Stamp] = [:]
         var longest: (length: UInt64, seq: Int64)?
+        /// The stamps of existence changes: the writes that came with one stay beside it.
+        var creations: Set<Stamp> = []
         for e in entries {
-            switch e.body {
-            case .fields(let writes):
-                for w in writes where greatest[w.column].map({ e.stamp > $0 }) ?? true { greatest[w.column] = e.stamp }
-            case .existence(let length):
-                if longest.map({ length > $0.length }) ?? true { longest = (length, e.seq) }
-            default: break
+            for part in e.parts {
+                switch part.body {
+                case .fields(let writes):
+                    let stamp = Stamp(time: part.time, site: e.site)
+                    for w in writes where greatest[w.column].map({ stamp > $0 }) ?? true { greatest[w.column] = stamp }
+                case .existence(let length):
+                    if longest.map({ length > $0.length }) ?? true { longest = (length, e.seq) }
+                    creations.insert(Stamp(time: part.time, site: e.site))
+                default: break
+                }
             }
         }
         let delete = try db.cachedStatement(sql: "DELETE FROM changelog WHERE seq = ?")
-        let update = try db.cachedStatement(sql: "UPDATE changelog SET body = ? WHERE seq = ?")
+        let update = try db.cachedStatement(sql: "UPDATE changelog SET kind = ?, hlc = ?, body = ? WHERE seq = ?")
+        /// Per origin: its rows of field writes in log order, each with its writes and those that survive.
+        var byOrigin: [Int64: [Written]] = [:]
         for e in entries {
-            switch e.body {
-            case .fields(let writes):
+            guard case .existence = e.parts[0].body else {
                 // A change that only brought the record into existence (no writes) stays.
-                let kept = writes.filter { greatest[$0.column] == e.stamp }
-                guard kept.count < writes.count else { continue }
-                result.writesDropped += writes.count - kept.count
-                if kept.isEmpty {
-                    try delete.execute(arguments: [e.seq])
-                    result.changesDropped += 1
-                } else {
-                    try update.execute(arguments: [Data(try encodeLogBody(.fields(kept), time: e.time)), e.seq])
+                let writes = e.parts.reduce(0) { n, part in if case .fields(let w) = part.body { n + w.count } else { n } }
+                guard writes > 0 else { continue }
+                var survivors: [LogBody.Part] = []
+                for part in e.parts {
+                    guard case .fields(let writes) = part.body else { continue }
+                    let stamp = Stamp(time: part.time, site: e.site)
+                    let kept = writes.filter { greatest[$0.column] == stamp }
+                    if !kept.isEmpty { survivors.append(LogBody.Part(time: part.time, body: .fields(kept))) }
                 }
-            case .existence:
-                guard let longest, e.seq != longest.seq else { continue }
-                try delete.execute(arguments: [e.seq])
-                result.changesDropped += 1
-            default: break
+                if e.parts.count == 1, creations.contains(Stamp(time: e.parts[0].time, site: e.site)) {
+                    // The fields a record was created with stay beside its existence change,
+                    // so a pull never hands a branch a record without them (the two are never
+                    // cut apart: ``Archive/exportChanges(after:excluding:origin:limit:maxBytes:)``).
+                    try rewrite([Written(seq: e.seq, writes: writes, survivors: survivors)])
+                    continue
+                }
+                byOrigin[e.origin, default: []].append(Written(seq: e.seq, writes: writes, survivors: survivors))
+                continue
             }
+            guard let longest, e.seq != longest.seq else { continue }
+            try delete.execute(arguments: [e.seq])
+            result.changesDropped += 1
+            result.removed[e.seq / Self.logWindow, default: 0] += 1
         }
+        for rows in byOrigin.values { try rewrite(rows) }
+
+        /// Replaces one origin's `rows` (in log order) by one row holding their survivors, at
+        /// the sequence of the last that holds any, or by none when nothing survives.
+        func rewrite(_ rows: [Written]) throws {
+            let before = rows.reduce(0) { $0 + $1.writes }
+            let kept = rows.reduce(0) { $0 + $1.kept }
+            let sources = rows.filter { !$0.survivors.isEmpty }
+            // Nothing superseded and already in one row: nothing to do.
+            guard kept < before || rows.count > 1 else { return }
+            result.writesDropped += before - kept
+            let target = sources.last?.seq
+            for row in rows where row.seq != target {
+                try delete.execute(arguments: [row.seq])
+                result.changesDropped += 1
+                result.removed[row.seq / Self.logWindow, default: 0] += 1
+            }
+            guard let target, let last = sources.last else { return }
+            // The target row keeps all its writes and takes none from another: it stays as it is.
+            if sources.count == 1 && last.kept == last.writes { return }
+            if sources.count > 1 { result.rowsPacked += 1 }
+            let stored = try encodeLogParts(sources.flatMap(\.survivors))
+            try update.execute(arguments: [stored.kind, Int64(bitPattern: stored.time.rawValue), Data(stored.bytes), target])
+        }
+    }
+}
+
+/// A log row of field writes as compaction sees it.
+private struct Written {
+    var seq: Int64
+    /// The writes it holds.
+    var writes: Int
+    /// Those of its writes no later write supersedes, by stamp.
+    var survivors: [LogBody.Part]
+    var kept: Int { survivors.reduce(0) { n, part in if case .fields(let w) = part.body { n + w.count } else { n } } }
+}
+
+extension Session {
+    /// How many log sequences ``repackLog(window:)`` rewrites at once.
+    static let logWindow: Int64 = 1_024
+
+    /// Rewrites the log's rows in one stretch of sequences, in order, so their pages are full.
+    ///
+    /// SQLite merges a b-tree page with its neighbours only once it is less than a third full,
+    /// so a page that compaction thinned (eleven rows of twelve gone, the twelfth grown by
+    /// what was packed into it) keeps its free space for good: overwritten field by field,
+    /// a log compacted to about its live data still took twice the pages. Deleting the
+    /// stretch's rows and inserting them again in order lets SQLite pack them. The rows are
+    /// the same, at the same sequences.
+    mutating func repackLog(window: Int64) throws {
+        let range: StatementArguments = [window * Self.logWindow, (window + 1) * Self.logWindow]
+        let rows = try Row.fetchAll(
+            try db.cachedStatement(sql: "SELECT seq, tbl, key, kind, hlc, site, body FROM changelog WHERE seq >= ? AND seq < ? ORDER BY seq"),
+            arguments: range)
+        try db.cachedStatement(sql: "DELETE FROM changelog WHERE seq >= ? AND seq < ?").execute(arguments: range)
+        let insert = try db.cachedStatement(sql: "INSERT INTO changelog(seq, tbl, key, kind, hlc, site, body) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        for row in rows { try insert.execute(arguments: StatementArguments(row.databaseValues)) }
     }
 }
 
@@ -210,11 +307,11 @@ extension Archive {
                 stats.entries += 1
                 let bytes = [UInt8](row[2] as Data)
                 stats.bodyBytes += bytes.count
-                guard (row[0] as Int64) == Int64(Change.Kind.fields.rawValue),
-                    case .fields(let writes)? = try? session.decodeLogBody(
-                        kind: .fields, time: Timestamp(rawValue: UInt64(bitPattern: row[1] as Int64)), bytes: bytes)
-                else { continue }
-                stats.fieldWrites += writes.count
+                let time = Timestamp(rawValue: UInt64(bitPattern: row[1] as Int64))
+                guard let parts = try? session.decodeLogParts(kind: row[0], time: time, bytes: bytes) else { continue }
+                for part in parts {
+                    if case .fields(let writes) = part.body { stats.fieldWrites += writes.count }
+                }
             }
             for table in Schema.tables where table.kind == .registers {
                 for key in try Data.fetchAll(db, sql: "SELECT id FROM \(table.name)") {

@@ -132,7 +132,7 @@ extension Archive {
                 }
                 last = (keyData, rawTime)
                 bytes += body.count + 32
-                if let change = try decoder.change(row) { changes.append(change) }
+                changes += try decoder.changes(row)
             }
             return ChangeSet(producer: core.site, schemaVersion: Schema.version, after: after, through: through, changes: changes)
         }
@@ -157,18 +157,20 @@ extension Archive {
             return s
         }
 
-        /// The row's change; nil for a kind this version does not know.
-        mutating func change(_ row: Row) throws -> Change? {
-            guard let kind = Change.Kind(rawValue: UInt8(clamping: row[3] as Int64)) else { return nil }
+        /// The row's changes: one, or one per stamp of a packed row (``LogBody``); none for
+        /// a kind this version does not know.
+        mutating func changes(_ row: Row) throws -> [Change] {
             let time = Timestamp(rawValue: UInt64(bitPattern: row[4] as Int64))
-            var reader = ByteReader([UInt8](row[6] as Data))
-            let body = try ChangeBodyCodec.decode(kind, time: time, from: &reader, limits: CodecLimits()) { i throws(ReplicationError) in
+            let parts = try LogBody.decode(kind: row[3], time: time, bytes: [UInt8](row[6] as Data)) { i throws(ReplicationError) in
                 do { return try self.site(Int64(bitPattern: i)) } catch {
                     throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
                 }
             }
-            return Change(
-                table: UInt8(clamping: row[1] as Int64), key: RecordKey(data: row[2]), stamp: Stamp(time: time, site: try site(row[5])), body: body)
+            guard let parts else { return [] }
+            let origin = try site(row[5])
+            let table = UInt8(clamping: row[1] as Int64)
+            let key = RecordKey(data: row[2])
+            return parts.map { Change(table: table, key: key, stamp: Stamp(time: $0.time, site: origin), body: $0.body) }
         }
     }
 

@@ -151,10 +151,10 @@ extension Archive {
                         guard held != 0 else { continue }
                         owner = customer
                     }
-                    guard let change = try decoder.change(row) else { continue }
-                    changes.append(change)
-                    owners.append(owner)
-                    count += 1
+                    let decoded = try decoder.changes(row)
+                    changes += decoded
+                    owners += repeatElement(owner, count: decoded.count)
+                    count += decoded.count
                     bytes += (row[6] as Data).count + 32
                 } else if let row = nextMove {
                     if count >= limit || bytes >= maxBytes { break }

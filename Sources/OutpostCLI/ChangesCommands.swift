@@ -298,7 +298,8 @@ struct ChangesCommand: ParsableCommand {
                 move of the same customer at the same branch supersedes. A branch resuming from \
                 any cursor, however long it was offline, still ends where the full log would \
                 have brought it (protocols/README.md §4.1), so there is no retention horizon: the \
-                log stays about the size of the live data. Erasures and append-only rows stay.
+                log stays about the size of the live data (the writes that survive from one \
+                site are packed into one entry per record). Erasures and append-only rows stay.
 
                 At a branch: its own changes headquarters acknowledged and older than \
                 --retention-days (a headquarters restored from a backup may ask for those again). \
@@ -323,7 +324,7 @@ struct ChangesCommand: ParsableCommand {
                 let done = try archive.compactHeadquartersLog()
                 fields = [
                     ("writes dropped", String(done.writesDropped)), ("changes dropped", String(done.changesDropped)),
-                    ("moves dropped", String(done.movesDropped)),
+                    ("moves dropped", String(done.movesDropped)), ("rows packed", String(done.rowsPacked)),
                 ]
             } else {
                 let dropped = try archive.compactLog(retentionMilliseconds: UInt64(retentionDays) * 86_400_000)

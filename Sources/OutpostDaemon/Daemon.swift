@@ -237,7 +237,7 @@ public struct Daemon: Sendable {
                                         "compacted the change log",
                                         metadata: [
                                             "writes_dropped": "\(compacted.writesDropped)", "changes_dropped": "\(compacted.changesDropped)",
-                                            "moves_dropped": "\(compacted.movesDropped)",
+                                            "moves_dropped": "\(compacted.movesDropped)", "rows_packed": "\(compacted.rowsPacked)",
                                         ])
                                 }
                             } else {

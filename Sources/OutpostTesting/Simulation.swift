@@ -57,6 +57,8 @@ public struct Simulation {
         /// Superseded writes and scope moves HQ dropped from its log (no retention horizon).
         public var hqCompactedWrites = 0
         public var hqCompactedMoves = 0
+        /// Rows HQ's compaction packed one origin's surviving writes of a record into.
+        public var hqPackedRows = 0
         /// Customers whose home branch changed, scope reasons HQ retired, and customers
         /// branches evicted (scope).
         public var rehomings = 0
@@ -76,7 +78,7 @@ public struct Simulation {
                 \.operations, \.exchanges, \.droppedBatches, \.crashes, \.conflicts, \.erasures, \.writes, \.merges, \.restores,
                 \.hostileWrites, \.refusedAtDoor, \.refusedNotHome, \.assignments, \.fetches, \.setAside, \.compactedChanges,
                 \.snapshotParts, \.snapshotPartsLost, \.pushesDuringBootstrap, \.filesApplied, \.filesOverlapping, \.filesSkipped,
-                \.hqCompactedWrites, \.hqCompactedMoves, \.rehomings, \.lapsedReasons, \.evictions, \.evictionsWaited,
+                \.hqCompactedWrites, \.hqCompactedMoves, \.hqPackedRows, \.rehomings, \.lapsedReasons, \.evictions, \.evictionsWaited,
             ]
         }
     }
@@ -599,6 +601,7 @@ public struct Simulation {
                         let done = try hq.archive.compactHeadquartersLog(chunk: Int(1 + rng.next() % 30))
                         summary.hqCompactedWrites += done.writesDropped
                         summary.hqCompactedMoves += done.movesDropped
+                        summary.hqPackedRows += done.rowsPacked
                     }
                     if chance(50) { try exchange(from: b, to: hq, faults: true) } else { try exchange(from: hq, to: b, faults: true) }
                     if chance(10), let other = pick(active), other !== b {

@@ -153,6 +153,12 @@ struct ArchiveTests {
         try exchange(a, b)
         try exchange(b, a)
         #expect(try a.conflicts().count == 1)
+        // Edits field by field, which headquarters' compaction packs into one log row.
+        _ = try a.updateCustomer(c.id.description, ["phone": .text(secrets[1] + "9")])
+        _ = try a.updateCustomer(c.id.description, ["email": .text("x" + secrets[2])])
+        _ = try a.updateCustomer(c.id.description, ["address": .text(secrets[3] + "二")])
+        try exchange(a, b)
+        #expect(try b.compactHeadquartersLog().rowsPacked > 0, "the erasure must scrub a packed row")
 
         _ = try b.eraseCustomer(c.id.description)
         try exchange(b, a)

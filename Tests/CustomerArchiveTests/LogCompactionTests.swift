@@ -111,6 +111,7 @@ struct HeadquartersCompactionTests {
                 let pass = try compacted.compactHeadquartersLog(chunk: Int(1 + rng.next() % 40))
                 passes.writesDropped += pass.writesDropped
                 passes.changesDropped += pass.changesDropped
+                passes.rowsPacked += pass.rowsPacked
             }
             if chance(8) {
                 // An observer at this cursor of each headquarters' log.
@@ -142,5 +143,6 @@ struct HeadquartersCompactionTests {
         let stats = try compacted.logStatistics()
         #expect(stats.fieldWrites <= stats.liveFields, "seed \(seed): \(stats)")
         #expect(passes.writesDropped > 0, "seed \(seed): nothing was ever superseded, so the test proved nothing")
+        #expect(passes.rowsPacked + pass.rowsPacked > 0, "seed \(seed): no survivors were ever packed, so the test proved nothing of packing")
     }
 }

@@ -187,7 +187,7 @@ extension Session {
         var decoder = Archive.LogDecoder(core: core, db: db)
         for key in keys {
             for row in try Row.fetchAll(read, arguments: [key, acknowledged]) {
-                if let change = try decoder.change(row) { try merge(change, log: false) }
+                for change in try decoder.changes(row) { try merge(change, log: false) }
             }
         }
     }

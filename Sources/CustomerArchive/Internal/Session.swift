@@ -427,15 +427,21 @@ struct Session {
         let rows = try Row.fetchAll(db, sql: "SELECT seq, kind, hlc, body FROM changelog WHERE key = ?", arguments: [key.data])
         for row in rows {
             let seq: Int64 = row[0]
-            guard let kind = Change.Kind(rawValue: UInt8(row[1] as Int64)) else { continue }
             let time = Timestamp(rawValue: UInt64(bitPattern: row[2] as Int64))
-            let body = try decodeLogBody(kind: kind, time: time, bytes: [UInt8](row[3] as Data))
-            guard let stripped = Self.strip(body, personal: personal) else {
+            // A row this version cannot read cannot be scrubbed, so it goes whole: what it
+            // held of the person must not outlive the erasure.
+            guard let parts = try? decodeLogParts(kind: row[1], time: time, bytes: [UInt8](row[3] as Data)) else {
                 try db.execute(sql: "DELETE FROM changelog WHERE seq = ?", arguments: [seq])
                 continue
             }
-            if stripped != body {
-                try db.execute(sql: "UPDATE changelog SET body = ? WHERE seq = ?", arguments: [Data(try encodeLogBody(stripped, time: time)), seq])
+            let stripped = parts.compactMap { part in Self.strip(part.body, personal: personal).map { LogBody.Part(time: part.time, body: $0) } }
+            if stripped.isEmpty {
+                try db.execute(sql: "DELETE FROM changelog WHERE seq = ?", arguments: [seq])
+            } else if stripped != parts {
+                let stored = try encodeLogParts(stripped)
+                try db.execute(
+                    sql: "UPDATE changelog SET kind = ?, hlc = ?, body = ? WHERE seq = ?",
+                    arguments: [stored.kind, Int64(bitPattern: stored.time.rawValue), Data(stored.bytes), seq])
             }
         }
         for row in try Row.fetchAll(db, sql: "SELECT id, fields FROM conflicts WHERE key = ? AND tbl = ?", arguments: [key.data, Int64(table.id)]) {
@@ -479,6 +485,30 @@ struct Session {
                 throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
             }
         }
+    }
+
+    /// A stored row's stamped parts (``LogBody``); nil for a kind this version does not know.
+    func decodeLogParts(kind: Int64, time: Timestamp, bytes: [UInt8]) throws -> [LogBody.Part]? {
+        try LogBody.decode(kind: kind, time: time, bytes: bytes) { i throws(ReplicationError) in
+            do { return try site(at: Int64(bitPattern: i)) } catch {
+                throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
+            }
+        }
+    }
+
+    /// A row for `parts` of one origin (``LogBody/encode(_:siteIndex:)``).
+    mutating func encodeLogParts(_ parts: [LogBody.Part]) throws -> (kind: Int64, time: Timestamp, bytes: [UInt8]) {
+        var pending = pendingSites
+        var failure: (any Error)?
+        let row = LogBody.encode(parts) { site in
+            do { return UInt64(try core.sites.index(of: site, in: db, pending: &pending)) } catch {
+                failure = error
+                return 0
+            }
+        }
+        if let failure { throw failure }
+        pendingSites = pending
+        return row
     }
 
     mutating func encodeLogBody(_ body: Change.Body, time: Timestamp) throws -> [UInt8] {
