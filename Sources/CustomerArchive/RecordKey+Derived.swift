@@ -11,7 +11,7 @@ extension RecordKey {
         for part in parts {
             let bytes = Array(part.utf8)
             // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
-            hasher.update(data: withUnsafeBytes(of: UInt32(bytes.count).bigEndian, Array.init))
+            hasher.update(data: Swift.withUnsafeBytes(of: UInt32(bytes.count).bigEndian, Array.init))
             hasher.update(data: bytes)
         }
         var d = Array(hasher.finalize().prefix(16))

@@ -15,12 +15,28 @@ public struct RecordKey: Hashable, Comparable, Sendable, CustomStringConvertible
         guard bytes.count == 16 else {
             throw ReplicationError(.invalidRecordKey, "a record key has 16 bytes, got \(bytes.count)")
         }
+        // Arrays, slices and Data hold their bytes in one piece: two loads, no iteration.
+        if let key = bytes.withContiguousStorageIfAvailable({ RecordKey(loading: UnsafeRawBufferPointer($0)) }) {
+            self = key
+            return
+        }
         var h: UInt64 = 0
         var l: UInt64 = 0
         for (i, b) in bytes.enumerated() {
             if i < 8 { h = h << 8 | UInt64(b) } else { l = l << 8 | UInt64(b) }
         }
         self.init(high: h, low: l)
+    }
+
+    /// The key in 16 bytes (big-endian halves); the caller has checked there are 16.
+    public init(loading raw: UnsafeRawBufferPointer) {
+        self.init(
+            high: UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)), low: UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    }
+
+    /// Calls `body` with the key's 16 bytes, without allocating.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try Swift.withUnsafeBytes(of: (high.bigEndian, low.bigEndian)) { try body($0) }
     }
 
     /// Parses the canonical text form `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (either case).

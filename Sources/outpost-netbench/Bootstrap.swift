@@ -59,28 +59,40 @@ func bootstrapBenchmark(
     let target = try SiteID(home(chosen))
     var snapshotBytes = 0
     var parts: [SnapshotPart] = []
-    var after: RecordKey?
     let limits = SyncLimits()
-    var readSeconds = 0.0
-    var encodeSeconds = 0.0
-    while true {
-        var t = ContinuousClock.now
-        let part = try hq.snapshot(for: target, after: after, maxChanges: limits.batchMaximumChanges, maxBytes: limits.batchMaximumBytes / 2)
-        readSeconds += seconds(since: t)
-        t = ContinuousClock.now
-        snapshotBytes += try ChangeSetCodec.encode(part.set, level: 1).count + 16 * part.customers.count + 64
-        encodeSeconds += seconds(since: t)
-        parts.append(part)
-        if part.done { break }
-        after = part.customers.last
+    // Where the time goes, one stage after another: HQ's read, the encoding, the branch's
+    // apply; each three times (a new branch each), the fastest counting: the stages are CPU
+    // work this shared machine's neighbours slow by a third at times.
+    var readSeconds = Double.infinity
+    var encodeSeconds = Double.infinity
+    var applySeconds = Double.infinity
+    for attempt in 0..<3 {
+        var read = 0.0
+        var encode = 0.0
+        var bytes = 0
+        var after: RecordKey?
+        parts = []
+        while true {
+            var t = ContinuousClock.now
+            let part = try hq.snapshot(for: target, after: after, maxChanges: limits.batchMaximumChanges, maxBytes: limits.batchMaximumBytes / 2)
+            read += seconds(since: t)
+            t = ContinuousClock.now
+            bytes += try ChangeSetCodec.encode(part.set, level: 1).count + 16 * part.customers.count + 64
+            encode += seconds(since: t)
+            parts.append(part)
+            if part.done { break }
+            after = part.customers.last
+        }
+        let probe = try Archive.create(at: dir.file("bootstrap-probe-\(attempt).sqlite"), site: target, role: .branch)
+        let applyStart = ContinuousClock.now
+        for part in parts { try probe.applySnapshot(part, acknowledgedBeforeRead: 0) }
+        applySeconds = min(applySeconds, seconds(since: applyStart))
+        readSeconds = min(readSeconds, read)
+        encodeSeconds = min(encodeSeconds, encode)
+        snapshotBytes = bytes
     }
-    // Where the time goes, one stage after another: HQ's read, the encoding, the branch's apply.
-    let probe = try Archive.create(at: dir.file("bootstrap-probe.sqlite"), site: target, role: .branch)
-    let applyStart = ContinuousClock.now
-    for part in parts { try probe.applySnapshot(part, acknowledgedBeforeRead: 0) }
-    let applySeconds = seconds(since: applyStart)
     print(
-        "  snapshot: \(parts.count) parts, \(snapshotBytes) bytes on the wire (\(fmt(Double(snapshotBytes) / Double(rows.count), 1)) B per customer); one stage after another: HQ reads it in \(fmt(readSeconds)) s, encodes it in \(fmt(encodeSeconds)) s, the branch applies it in \(fmt(applySeconds)) s"
+        "  snapshot: \(parts.count) parts, \(snapshotBytes) bytes on the wire (\(fmt(Double(snapshotBytes) / Double(rows.count), 1)) B per customer); one stage after another (fastest of 3): HQ reads it in \(fmt(readSeconds)) s, encodes it in \(fmt(encodeSeconds)) s, the branch applies it in \(fmt(applySeconds)) s"
     )
 
     let watch = try LogWatch(archive: hq, pollInterval: .milliseconds(limits.pollIntervalMilliseconds))

@@ -45,7 +45,12 @@ struct RawStatement {
         sqlite3_bind_int64(handle, index, i)
     }
 
-    mutating func bind(_ key: RecordKey) { bind(bytes: key.bytes) }
+    mutating func bind(_ key: RecordKey) {
+        index += 1
+        let i = index
+        let h = handle
+        key.withUnsafeBytes { buf in _ = sqlite3_bind_blob(h, i, buf.baseAddress, 16, Self.transient) }
+    }
 
     mutating func bind(bytes: [UInt8]) {
         index += 1

@@ -24,11 +24,15 @@ extension Value {
 }
 
 extension RecordKey {
-    var data: Data { Data(bytes) }
+    var data: Data { withUnsafeBytes { Data($0) } }
 
     init(data: Data) {
-        // Keys come from our own BLOB(16) columns.
-        self = (try? RecordKey(bytes: [UInt8](data))) ?? RecordKey(high: 0, low: 0)
+        // Keys come from our own BLOB(16) columns; anything else reads as the zero key.
+        guard data.count == 16 else {
+            self.init(high: 0, low: 0)
+            return
+        }
+        self = data.withUnsafeBytes { RecordKey(loading: $0) }
     }
 
     var value: Value { .blob(bytes) }

@@ -90,15 +90,49 @@ package enum Domain: Sendable, Hashable {
 }
 
 /// A replicated table: its wire id, its SQL name, how it merges, and its columns.
+///
+/// Immutable and held by reference: the merge and snapshot paths pass a table along with every
+/// record, and a copy is then one reference instead of a dozen (names, columns, rules, SQL).
 package struct TableSchema: Sendable, Hashable {
-    package var id: UInt8
-    package var name: String
-    package var kind: TableRules.Kind
-    package var columns: [ColumnSchema]
-    package let rules: TableRules
-    let columnIndex: [String: Int]
+    private final class Storage: Sendable {
+        let id: UInt8
+        let name: String
+        let kind: TableRules.Kind
+        let columns: [ColumnSchema]
+        let rules: TableRules
+        let columnIndex: [String: Int]
+        let sql: SQL
+
+        init(id: UInt8, name: String, kind: TableRules.Kind, columns: [ColumnSchema], rules: TableRules, columnIndex: [String: Int], sql: SQL) {
+            self.id = id
+            self.name = name
+            self.kind = kind
+            self.columns = columns
+            self.rules = rules
+            self.columnIndex = columnIndex
+            self.sql = sql
+        }
+    }
+    private let storage: Storage
+
+    package var id: UInt8 { storage.id }
+    package var name: String { storage.name }
+    package var kind: TableRules.Kind { storage.kind }
+    package var columns: [ColumnSchema] { storage.columns }
+    package var rules: TableRules { storage.rules }
+    var columnIndex: [String: Int] { storage.columnIndex }
     /// Statement texts, built once: the merge path runs them for every record.
-    let sql: SQL
+    var sql: SQL { storage.sql }
+
+    package static func == (lhs: TableSchema, rhs: TableSchema) -> Bool {
+        lhs.storage === rhs.storage || (lhs.id == rhs.id && lhs.name == rhs.name && lhs.kind == rhs.kind && lhs.columns == rhs.columns)
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(name)
+        hasher.combine(columns.count)
+    }
 
     struct SQL: Sendable, Hashable {
         var select = ""
@@ -108,16 +142,11 @@ package struct TableSchema: Sendable, Hashable {
     }
 
     package init(id: UInt8, name: String, kind: TableRules.Kind, columns: [ColumnSchema]) {
-        self.id = id
-        self.name = name
-        self.kind = kind
-        self.columns = columns
-        self.rules = TableRules(
+        let rules = TableRules(
             id: id, kind: kind, columnCount: columns.count,
             personalColumns: Set(columns.indices.filter { columns[$0].personal }))
         var index: [String: Int] = [:]
         for (i, c) in columns.enumerated() { index[c.name] = i }
-        self.columnIndex = index
         let quoted = columns.map { "\"\($0.name)\"" }
         var sql = SQL()
         switch kind {
@@ -137,7 +166,7 @@ package struct TableSchema: Sendable, Hashable {
                 WHERE excluded.hlc > hlc OR (excluded.hlc = hlc AND excluded.origin > origin)
                 """
         }
-        self.sql = sql
+        storage = Storage(id: id, name: name, kind: kind, columns: columns, rules: rules, columnIndex: index, sql: sql)
     }
 
     /// Why a value is outside a column's domain (naming table, column and record, never the
