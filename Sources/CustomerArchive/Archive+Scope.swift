@@ -229,9 +229,9 @@ extension Archive {
     /// value's own stamp: what a branch the customer moves into needs instead of its history.
     func currentState(ofCustomer customer: RecordKey, _ session: Session, holding: [(TableSchema, [Data])]? = nil) throws -> [Change] {
         var out: [Change] = []
-        for (table, unordered) in try holding ?? session.holding(of: customer) {
+        for (table, unordered) in try holding ?? session.holding(of: customer) where !unordered.isEmpty {
             // In key order: a snapshot's checksum needs the same changes at both ends.
-            let keys = unordered.sorted { $0.lexicographicallyPrecedes($1) }
+            let keys = unordered.count == 1 ? unordered : unordered.sorted { $0.lexicographicallyPrecedes($1) }
             switch table.kind {
             case .registers:
                 for key in keys {
@@ -239,8 +239,7 @@ extension Archive {
                     out += Self.changes(restoring: state, table: table, key: RecordKey(data: key))
                 }
             case .appendOnly:
-                let columns = table.columns.map { "\"\($0.name)\"" }.joined(separator: ", ")
-                let read = try session.db.cachedStatement(sql: "SELECT hlc, origin, \(columns) FROM \(table.name) WHERE id = ?")
+                let read = try session.db.cachedStatement(sql: table.sql.select)
                 for key in keys {
                     guard let row = try Row.fetchOne(read, arguments: [key]),
                         let origin = try? SiteID(row[1] as String)

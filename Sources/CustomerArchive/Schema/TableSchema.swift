@@ -158,6 +158,7 @@ package struct TableSchema: Sendable, Hashable {
                 "INSERT INTO \(name)(\((all + ["id"]).joined(separator: ", "))) VALUES (\(Array(repeating: "?", count: all.count + 1).joined(separator: ", ")))"
         case .appendOnly:
             let all = ["hlc", "origin"] + quoted
+            sql.select = "SELECT \(all.joined(separator: ", ")) FROM \(name) WHERE id = ?"
             // Keys are random, so two different rows under one key means a forged change: keep the
             // one with the larger stamp, the same choice on every site.
             sql.append = """
