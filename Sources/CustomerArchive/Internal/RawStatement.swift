@@ -92,6 +92,14 @@ struct RawStatement {
         return [UInt8](UnsafeRawBufferPointer(start: p, count: n))
     }
 
+    /// A 16-byte blob column as a record key; nil for anything else.
+    func key(_ column: Int32) -> RecordKey? {
+        guard sqlite3_column_type(handle, column) == SQLITE_BLOB, sqlite3_column_bytes(handle, column) == 16,
+            let p = sqlite3_column_blob(handle, column)
+        else { return nil }
+        return RecordKey(loading: UnsafeRawBufferPointer(start: p, count: 16))
+    }
+
     func value(_ column: Int32) -> Value {
         switch sqlite3_column_type(handle, column) {
         case SQLITE_NULL: return .null

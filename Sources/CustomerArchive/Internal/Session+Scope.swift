@@ -209,14 +209,14 @@ extension Session {
         while start < customers.count {
             let chunk = customers[start..<min(customers.count, start + 500)]
             let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
-            let arguments = StatementArguments(chunk.map { $0.data })
             for (t, entry) in queries.enumerated() {
                 let sql = entry.1(marks)
-                let statement = chunk.count == 500 ? try db.cachedStatement(sql: sql) : try db.makeStatement(sql: sql)
-                let rows = try Row.fetchCursor(statement, arguments: arguments)
-                while let row = try rows.next() {
-                    guard let owner = row[1] as Data?, owner.count == 16 else { continue }
-                    found[RecordKey(data: owner)]?[t].append(row[0])
+                var statement = RawStatement(chunk.count == 500 ? try db.cachedStatement(sql: sql) : try db.makeStatement(sql: sql))
+                for customer in chunk { statement.bind(customer) }
+                defer { statement.done() }
+                while try statement.step(db) {
+                    guard let owner = statement.key(1), let id = statement.key(0) else { continue }
+                    found[owner]?[t].append(id.data)
                 }
             }
             start += 500
