@@ -260,13 +260,24 @@ extension Archive {
     /// Changes that bring a site without the record to `state`: the fields grouped by their
     /// stamps, then its causal length and erasure when they say more than the fields do.
     static func changes(restoring state: RecordState, table: TableSchema, key: RecordKey) -> [Change] {
-        var byStamp: [Stamp: [FieldWrite]] = [:]
+        // Columns by stamp, then by column: a record's registers are few, so a sort of
+        // (stamp, column) pairs beats hashing stamps into a dictionary.
+        var written: [(stamp: Stamp, column: Int)] = []
+        written.reserveCapacity(state.registers.count)
         for (column, register) in state.registers.enumerated() {
-            guard let register else { continue }
-            byStamp[register.stamp, default: []].append(FieldWrite(column: column, value: register.value))
+            if let register { written.append((register.stamp, column)) }
         }
-        var out = byStamp.keys.sorted().map { Change(table: table.id, key: key, stamp: $0, body: .fields(byStamp[$0]!)) }
-        let newest = byStamp.keys.max() ?? Stamp(time: Timestamp(rawValue: 1), site: .headquarters)
+        written.sort { $0.stamp != $1.stamp ? $0.stamp < $1.stamp : $0.column < $1.column }
+        var out: [Change] = []
+        var start = 0
+        while start < written.count {
+            var end = start + 1
+            while end < written.count && written[end].stamp == written[start].stamp { end += 1 }
+            let writes = written[start..<end].map { FieldWrite(column: $0.column, value: state.registers[$0.column]!.value) }
+            out.append(Change(table: table.id, key: key, stamp: written[start].stamp, body: .fields(writes)))
+            start = end
+        }
+        let newest = written.last?.stamp ?? Stamp(time: Timestamp(rawValue: 1), site: .headquarters)
         if state.causalLength > 1 || (out.isEmpty && state.causalLength > 0) {
             out.append(Change(table: table.id, key: key, stamp: newest, body: .existence(causalLength: state.causalLength)))
         }

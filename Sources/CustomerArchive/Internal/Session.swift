@@ -68,6 +68,18 @@ public struct ChangeRefusal: Hashable, Sendable {
 /// Every path that changes replicated data — a local write, a merged change set, a conflict
 /// restore — goes through ``merge(_:log:)``, which writes the row, its change-log entry and
 /// any conflict in the same transaction.
+/// Statements by table id, for one session (one transaction or read).
+final class StatementsByTable {
+    private var statements: [Statement?] = Array(repeating: nil, count: 256)
+
+    func statement(_ table: TableSchema, in db: Database) throws -> Statement {
+        if let s = statements[Int(table.id)] { return s }
+        let s = try db.cachedStatement(sql: table.sql.select)
+        statements[Int(table.id)] = s
+        return s
+    }
+}
+
 struct Session {
     let db: Database
     let core: ArchiveCore
@@ -96,6 +108,9 @@ struct Session {
     /// At a branch merging headquarters' set outside recovery: this site's own changes in it
     /// came from headquarters, which holds them, so they are not logged again.
     var ownChangesFromHeadquarters = false
+    /// Each table's row-reading statement, looked up in GRDB's cache (which hashes the SQL
+    /// text) once per session instead of once per record.
+    private let selects = StatementsByTable()
 
     init(db: Database, core: ArchiveCore) throws {
         self.db = db
@@ -164,7 +179,7 @@ struct Session {
     // MARK: Rows
 
     func load(_ table: TableSchema, _ key: RecordKey) throws -> RecordState? {
-        var stmt = RawStatement(try db.cachedStatement(sql: table.sql.select))
+        var stmt = RawStatement(try selects.statement(table, in: db))
         stmt.bind(key)
         guard try stmt.step(db) else { return nil }
         defer { stmt.done() }
