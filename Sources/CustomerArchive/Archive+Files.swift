@@ -36,6 +36,17 @@ extension Archive {
         return set
     }
 
+    /// Whether headquarters knows anything of a branch: a customer it holds or held (its scope
+    /// moves) or an exchange with it (its cursor). A file for a branch it knows nothing of
+    /// holds the settings only: most likely a mistyped site code.
+    public func knowsBranch(_ site: SiteID) throws -> Bool {
+        try read { db in
+            try Bool.fetchOne(
+                db, sql: "SELECT EXISTS (SELECT 1 FROM cursors WHERE peer = ?) OR EXISTS (SELECT 1 FROM scope_moves WHERE site = ?)",
+                arguments: [site.code, site.code]) ?? false
+        }
+    }
+
     /// Where a file from headquarters stands against this branch's cursor.
     public enum FilePlace: Sendable, Hashable {
         /// It continues or overlaps what this branch holds: it applies.

@@ -119,6 +119,13 @@ struct ChangesCommand: ParsableCommand {
                     ("for", section.recipient.code), ("moved in", String(section.movedIn.count)), ("evicted", String(section.evicted.count)),
                     ("refused", String(section.refused.count)),
                 ]
+                if !(try archive.knowsBranch(section.recipient)) {
+                    fields.append(
+                        (
+                            "note",
+                            "headquarters knows nothing of \(section.recipient) (no customer homed, assigned or served there, never synced): the file holds the settings only; check the site code"
+                        ))
+                }
             }
             Output.fields(
                 fields + [

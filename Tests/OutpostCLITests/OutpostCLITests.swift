@@ -369,7 +369,8 @@ struct OutpostCLITests {
         // HQ exports for one branch only; a third site's file is not SH01's to apply.
         #expect(try hq.refused("changes", "export", "--out", sandbox.path("all.opcs")).contains("--for SITE"))
         let forGZ = sandbox.path("HQ-GZ01.opcs")
-        try hq.ok("changes", "export", "--for", "GZ01", "--out", forGZ)
+        #expect(try hq.ok("changes", "export", "--for", "GZ01", "--out", forGZ).stdout.contains("knows nothing of GZ01"))
+        #expect(!exportHQ1.contains("knows nothing"), "\(exportHQ1)")
         #expect(try branch.refused("changes", "apply", forGZ).contains("exported by headquarters for GZ01"))
 
         let hqDump = try hq.scopeDump("SH01")
