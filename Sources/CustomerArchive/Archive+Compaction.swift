@@ -193,31 +193,31 @@ extension Session {
         /// Per origin: its rows of field writes in log order, each with its writes and those that survive.
         var byOrigin: [Int64: [Written]] = [:]
         for e in entries {
-            guard case .existence = e.parts[0].body else {
-                // A change that only brought the record into existence (no writes) stays.
-                let writes = e.parts.reduce(0) { n, part in if case .fields(let w) = part.body { n + w.count } else { n } }
-                guard writes > 0 else { continue }
-                var survivors: [LogBody.Part] = []
-                for part in e.parts {
-                    guard case .fields(let writes) = part.body else { continue }
-                    let stamp = Stamp(time: part.time, site: e.site)
-                    let kept = writes.filter { greatest[$0.column] == stamp }
-                    if !kept.isEmpty { survivors.append(LogBody.Part(time: part.time, body: .fields(kept))) }
-                }
-                if e.parts.count == 1, creations.contains(Stamp(time: e.parts[0].time, site: e.site)) {
-                    // The fields a record was created with stay beside its existence change,
-                    // so a pull never hands a branch a record without them (the two are never
-                    // cut apart: ``Archive/exportChanges(after:excluding:origin:limit:maxBytes:)``).
-                    try rewrite([Written(seq: e.seq, writes: writes, survivors: survivors)])
-                    continue
-                }
-                byOrigin[e.origin, default: []].append(Written(seq: e.seq, writes: writes, survivors: survivors))
+            if case .existence = e.parts[0].body {
+                guard let longest, e.seq != longest.seq else { continue }
+                try delete.execute(arguments: [e.seq])
+                result.changesDropped += 1
+                result.removed[e.seq / Self.logWindow, default: 0] += 1
                 continue
             }
-            guard let longest, e.seq != longest.seq else { continue }
-            try delete.execute(arguments: [e.seq])
-            result.changesDropped += 1
-            result.removed[e.seq / Self.logWindow, default: 0] += 1
+            // A change that only brought the record into existence (no writes) stays.
+            let writes = e.parts.reduce(0) { $0 + $1.writeCount }
+            guard writes > 0 else { continue }
+            var survivors: [LogBody.Part] = []
+            for part in e.parts {
+                guard case .fields(let writes) = part.body else { continue }
+                let stamp = Stamp(time: part.time, site: e.site)
+                let kept = writes.filter { greatest[$0.column] == stamp }
+                if !kept.isEmpty { survivors.append(LogBody.Part(time: part.time, body: .fields(kept))) }
+            }
+            if e.parts.count == 1, creations.contains(Stamp(time: e.parts[0].time, site: e.site)) {
+                // The fields a record was created with stay beside its existence change,
+                // so a pull never hands a branch a record without them (the two are never
+                // cut apart: ``Archive/exportChanges(after:excluding:origin:limit:maxBytes:)``).
+                try rewrite([Written(seq: e.seq, writes: writes, survivors: survivors)])
+                continue
+            }
+            byOrigin[e.origin, default: []].append(Written(seq: e.seq, writes: writes, survivors: survivors))
         }
         for rows in byOrigin.values { try rewrite(rows) }
 
@@ -253,7 +253,7 @@ private struct Written {
     var writes: Int
     /// Those of its writes no later write supersedes, by stamp.
     var survivors: [LogBody.Part]
-    var kept: Int { survivors.reduce(0) { n, part in if case .fields(let w) = part.body { n + w.count } else { n } } }
+    var kept: Int { survivors.reduce(0) { $0 + $1.writeCount } }
 }
 
 extension Session {
@@ -309,9 +309,7 @@ extension Archive {
                 stats.bodyBytes += bytes.count
                 let time = Timestamp(rawValue: UInt64(bitPattern: row[1] as Int64))
                 guard let parts = try? session.decodeLogParts(kind: row[0], time: time, bytes: bytes) else { continue }
-                for part in parts {
-                    if case .fields(let writes) = part.body { stats.fieldWrites += writes.count }
-                }
+                stats.fieldWrites += parts.reduce(0) { $0 + $1.writeCount }
             }
             for table in Schema.tables where table.kind == .registers {
                 for key in try Data.fetchAll(db, sql: "SELECT id FROM \(table.name)") {

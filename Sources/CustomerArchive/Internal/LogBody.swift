@@ -17,6 +17,11 @@ enum LogBody {
     struct Part: Equatable {
         var time: Timestamp
         var body: Change.Body
+
+        /// The field writes it holds (none for other bodies).
+        var writeCount: Int {
+            if case .fields(let writes) = body { writes.count } else { 0 }
+        }
     }
 
     /// The parts of a stored row; nil for a kind this version does not know.

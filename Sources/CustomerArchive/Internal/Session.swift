@@ -493,15 +493,6 @@ struct Session {
         }
     }
 
-    func decodeLogBody(kind: Change.Kind, time: Timestamp, bytes: [UInt8]) throws -> Change.Body {
-        var r = ByteReader(bytes)
-        return try ChangeBodyCodec.decode(kind, time: time, from: &r, limits: CodecLimits()) { i throws(ReplicationError) in
-            do { return try site(at: Int64(bitPattern: i)) } catch {
-                throw ReplicationError(.malformedChangeSet, "change log refers to unknown site number \(i)")
-            }
-        }
-    }
-
     /// A stored row's stamped parts (``LogBody``); nil for a kind this version does not know.
     func decodeLogParts(kind: Int64, time: Timestamp, bytes: [UInt8]) throws -> [LogBody.Part]? {
         try LogBody.decode(kind: kind, time: time, bytes: bytes) { i throws(ReplicationError) in
@@ -513,24 +504,22 @@ struct Session {
 
     /// A row for `parts` of one origin (``LogBody/encode(_:siteIndex:)``).
     mutating func encodeLogParts(_ parts: [LogBody.Part]) throws -> (kind: Int64, time: Timestamp, bytes: [UInt8]) {
-        var pending = pendingSites
-        var failure: (any Error)?
-        let row = LogBody.encode(parts) { site in
-            do { return UInt64(try core.sites.index(of: site, in: db, pending: &pending)) } catch {
-                failure = error
-                return 0
-            }
-        }
-        if let failure { throw failure }
-        pendingSites = pending
-        return row
+        try withSiteIndexes { LogBody.encode(parts, siteIndex: $0) }
     }
 
     mutating func encodeLogBody(_ body: Change.Body, time: Timestamp) throws -> [UInt8] {
-        var w = ByteWriter()
+        try withSiteIndexes { siteIndex in
+            var w = ByteWriter()
+            ChangeBodyCodec.encode(body, time: time, into: &w, siteIndex: siteIndex)
+            return w.bytes
+        }
+    }
+
+    /// Runs an encoder that numbers sites, adding sites the table lacks to this transaction.
+    private mutating func withSiteIndexes<T>(_ encode: ((SiteID) -> UInt64) -> T) throws -> T {
         var pending = pendingSites
         var failure: (any Error)?
-        ChangeBodyCodec.encode(body, time: time, into: &w) { site in
+        let result = encode { site in
             do { return UInt64(try core.sites.index(of: site, in: db, pending: &pending)) } catch {
                 failure = error
                 return 0
@@ -538,6 +527,6 @@ struct Session {
         }
         if let failure { throw failure }
         pendingSites = pending
-        return w.bytes
+        return result
     }
 }
